@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/registry"
+)
+
+// Reloader is implemented by transforms that can swap their code in place
+// (WASM modules on SIGHUP).
+type Reloader interface {
+	Reload(ctx context.Context) error
+}
+
+func validateCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "pipeline.yaml", "pipeline config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	file, err := pipeline.Load(*path)
+	if err == nil {
+		err = registry.Default().Check(file, filepath.Dir(*path))
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d pipelines)\n", *path, len(file.Pipelines))
+	return 0
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "pipeline.yaml", "pipeline config file")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 2
+	}
+	file, err := pipeline.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := serve(ctx, file, log, nil); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// serve builds and runs every pipeline of file until ctx is done. started,
+// if not nil, is called with the HTTP servers once they listen.
+func serve(ctx context.Context, file *pipeline.File, log *slog.Logger, started func(*pipeline.Servers)) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	servers := pipeline.NewServers(log)
+	env := pipeline.Env{Logger: log, Metrics: reg, Dir: filepath.Dir(file.Path), HTTP: servers}
+
+	buildCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	pipes, err := registry.Default().Build(buildCtx, file, env)
+	if err != nil {
+		return err
+	}
+	if file.HTTP.Listen != "" {
+		if err := servers.Handle(file.HTTP.Listen, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})); err != nil {
+			return err
+		}
+		if err := servers.Handle(file.HTTP.Listen, "/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintln(w, "ok")
+		})); err != nil {
+			return err
+		}
+	}
+	if err := servers.Start(); err != nil {
+		return err
+	}
+	if started != nil {
+		started(servers)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				reload(ctx, pipes, log)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	log.Info("sluice running", "config", file.Path, "pipelines", len(pipes))
+	var wg sync.WaitGroup
+	errs := make([]error, len(pipes))
+	for i, p := range pipes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = p.Run(ctx)
+		}()
+	}
+	wg.Wait()
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShutdown()
+	errs = append(errs, servers.Shutdown(shutdownCtx))
+	log.Info("sluice stopped")
+	return errors.Join(errs...)
+}
+
+func reload(ctx context.Context, pipes []*pipeline.Pipeline, log *slog.Logger) {
+	for _, p := range pipes {
+		for _, t := range p.Transforms {
+			if r, ok := t.C.(Reloader); ok {
+				if err := r.Reload(ctx); err != nil {
+					log.Error("reload failed; the old module keeps running", "pipeline", p.Name, "stage", t.Name, "err", err)
+				} else {
+					log.Info("reloaded", "pipeline", p.Name, "stage", t.Name)
+				}
+			}
+		}
+	}
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+}

@@ -1,0 +1,133 @@
+// Package file is a sink that appends records as JSON lines to a file or to
+// standard output, for debugging and as a dead-letter output.
+package file
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// Config configures the file sink.
+//
+//	sinks:
+//	  - file: { path: out.jsonl }
+//	  - stdout: {}
+type Config struct {
+	// Path is the file to append to; "-" is standard output (required).
+	Path string `yaml:"path"`
+	// Sync calls fsync after every batch so that an acknowledged record
+	// survives power loss (default true for files; ignored for stdout).
+	Sync *bool `yaml:"sync"`
+	// Metadata wraps each record as {"key":…,"dest":…,"device_id":…,
+	// "seq":…,"part":…,"value":…} instead of writing the value alone
+	// (default false).
+	Metadata bool `yaml:"metadata"`
+}
+
+// Validate fills defaults and checks the config.
+func (c *Config) Validate() error {
+	if c.Path == "" {
+		return pipeline.Invalid("path", `required (a file path, or "-" for standard output)`)
+	}
+	if c.Sync == nil {
+		sync := c.Path != "-"
+		c.Sync = &sync
+	}
+	return nil
+}
+
+var _ pipeline.Sink = (*Sink)(nil)
+
+// Sink appends JSON lines.
+type Sink struct {
+	cfg Config
+	mu  sync.Mutex
+	f   *os.File
+	w   *bufio.Writer
+}
+
+// New opens the file for appending (creating it) or uses stdout.
+func New(_ context.Context, cfg Config, env pipeline.Env) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Sink{cfg: cfg}
+	if cfg.Path == "-" {
+		s.w = bufio.NewWriter(os.Stdout)
+		return s, nil
+	}
+	path := pipeline.Resolve(env.Dir, cfg.Path)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("file: open %s: %w", path, err)
+	}
+	s.f = f
+	s.w = bufio.NewWriter(f)
+	return s, nil
+}
+
+// NewWriter returns a sink that writes to w, for tests and tools.
+func NewWriter(w io.Writer, metadata bool) *Sink {
+	return &Sink{cfg: Config{Path: "-", Metadata: metadata}, w: bufio.NewWriter(w)}
+}
+
+// Write appends one line per record and flushes (and fsyncs files).
+func (s *Sink) Write(_ context.Context, b pipeline.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range b {
+		if s.cfg.Metadata {
+			s.w.Write(Wrap(r))
+		} else {
+			s.w.Write(r.Value)
+		}
+		s.w.WriteByte('\n')
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("file: write %s: %w", s.cfg.Path, err)
+	}
+	if s.f != nil && *s.cfg.Sync {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("file: fsync %s: %w", s.cfg.Path, err)
+		}
+	}
+	return nil
+}
+
+// Wrap renders r with its metadata as one JSON object.
+func Wrap(r pipeline.Record) []byte {
+	str := func(s string) []byte { q, _ := json.Marshal(s); return q }
+	b := []byte(`{`)
+	if len(r.Key) > 0 {
+		b = fmt.Appendf(b, `"key":%s,`, str(string(r.Key)))
+	}
+	if r.Dest != "" {
+		b = fmt.Appendf(b, `"dest":%s,`, str(r.Dest))
+	}
+	if !r.ID.IsZero() {
+		b = fmt.Appendf(b, `"device_id":%s,"seq":%d,"part":%d,`, str(r.ID.Device), r.ID.Seq, r.ID.Part)
+	}
+	b = append(b, `"value":`...)
+	b = append(b, r.Value...)
+	return append(b, '}')
+}
+
+// Close flushes and closes the file.
+func (s *Sink) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.w.Flush()
+	if s.f != nil {
+		if cerr := s.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
