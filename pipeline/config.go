@@ -43,11 +43,11 @@ type HTTPConfig struct {
 
 // Spec is one pipeline as declared in pipeline.yaml.
 type Spec struct {
-	Name       string         `yaml:"-"`
-	Source     Component      `yaml:"source"`
-	Transforms []Component    `yaml:"transforms"`
-	Sinks      []Component    `yaml:"sinks"`
-	DeadLetter *Component     `yaml:"dead_letter"`
+	Name       string      `yaml:"-"`
+	Source     Component   `yaml:"source"`
+	Transforms []Component `yaml:"transforms"`
+	Sinks      []Component `yaml:"sinks"`
+	DeadLetter *Component  `yaml:"dead_letter"`
 	// Workers is how many batches each transform processes at once
 	// (default: the number of CPUs).
 	Workers int `yaml:"workers"`

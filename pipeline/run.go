@@ -358,10 +358,10 @@ func (p *Pipeline) write(ctx context.Context, s Stage[Sink], b Batch, dl *deadLe
 // deadLetters writes failed records to the pipeline's dead-letter sink (or
 // the log) and then settles them with their error.
 type deadLetters struct {
-	p     *Pipeline
-	log   *slog.Logger
-	m     *metrics
-	in    chan Failed
+	p   *Pipeline
+	log *slog.Logger
+	m   *metrics
+	in  chan Failed
 }
 
 func (d *deadLetters) send(stage string, r Record, err error) {

@@ -194,7 +194,7 @@ func TestRunAcksEveryRecordOnce(t *testing.T) {
 type stuckSink struct{ calls int }
 
 func (s *stuckSink) Write(ctx context.Context, b Batch) error { s.calls++; return errors.New("down") }
-func (s *stuckSink) Close(context.Context) error             { return nil }
+func (s *stuckSink) Close(context.Context) error              { return nil }
 
 func TestRunDrainTimeoutLeavesRecordsUnacked(t *testing.T) {
 	src := &fakeSource{n: 10, batch: 10, outcome: map[int][]error{}}
