@@ -198,13 +198,6 @@ func (c *conn) parse(line []byte) (pipeline.ID, []byte, error) {
 	}
 	dev := gjson.GetBytes(line, c.s.cfg.DeviceField)
 	seq := gjson.GetBytes(line, c.s.cfg.SeqField)
-	if seq.Exists() {
-		n, err := strconv.ParseUint(seq.Raw, 10, 64)
-		if err != nil || seq.Type != gjson.Number {
-			return id, nil, fmt.Errorf("%s must be a non-negative integer, got %s", c.s.cfg.SeqField, seq.Raw)
-		}
-		id.Seq = n
-	}
 	switch {
 	case dev.Exists() && dev.Type != gjson.String:
 		return id, nil, fmt.Errorf("%s must be a string, got %s", c.s.cfg.DeviceField, dev.Raw)
@@ -213,6 +206,13 @@ func (c *conn) parse(line []byte) (pipeline.ID, []byte, error) {
 	case c.device != "":
 		id.Device = c.device
 		line = withField(line, c.s.cfg.DeviceField, c.device)
+	}
+	if seq.Exists() {
+		n, err := strconv.ParseUint(seq.Raw, 10, 64)
+		if err != nil || seq.Type != gjson.Number {
+			return id, nil, fmt.Errorf("%s must be a non-negative integer, got %s", c.s.cfg.SeqField, seq.Raw)
+		}
+		id.Seq = n
 	}
 	return id, line, nil
 }

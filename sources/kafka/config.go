@@ -1,0 +1,162 @@
+package kafka
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// Config configures the Kafka source.
+//
+//	kafka:
+//	  brokers: [127.0.0.1:9092]
+//	  topic: telemetry
+//	  group: sluice-archive
+type Config struct {
+	// Brokers are the bootstrap addresses, host:port. Required.
+	Brokers []string `yaml:"brokers"`
+	// Topic is the topic to consume. Set topic or topics.
+	Topic string `yaml:"topic"`
+	// Topics are the topics to consume. Set topic or topics.
+	Topics []string `yaml:"topics"`
+	// Group is the consumer group; its committed offsets are where a
+	// restarted source resumes. Required.
+	Group string `yaml:"group"`
+	// Start is where a group without committed offsets starts: earliest or
+	// latest (default earliest).
+	Start string `yaml:"start"`
+	// BatchSize is the most records in one batch (default 1000).
+	BatchSize int `yaml:"batch_size"`
+	// Linger is how long a batch may wait for more records after its first
+	// one (default 5ms).
+	Linger time.Duration `yaml:"linger"`
+	// MinBytes is the least data a fetch waits for (default 1: answer as
+	// soon as anything is there).
+	MinBytes int `yaml:"min_bytes"`
+	// MaxBytes is the most data one fetch of a partition returns
+	// (default 1048576).
+	MaxBytes int `yaml:"max_bytes"`
+	// MaxWait is how long the broker holds a fetch that has less than
+	// min_bytes (default 100ms). It also bounds how long stopping waits
+	// for fetches in flight.
+	MaxWait time.Duration `yaml:"max_wait"`
+	// CommitTimeout bounds one offset commit (default 10s).
+	CommitTimeout time.Duration `yaml:"commit_timeout"`
+
+	topics []string
+}
+
+// Defaults.
+const (
+	DefaultBatchSize     = 1000
+	DefaultLinger        = 5 * time.Millisecond
+	DefaultMinBytes      = 1
+	DefaultMaxBytes      = 1 << 20
+	DefaultMaxWait       = 100 * time.Millisecond
+	DefaultCommitTimeout = 10 * time.Second
+)
+
+// Validate fills in defaults and checks every field.
+func (c *Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return pipeline.Invalid("brokers", "required: at least one host:port")
+	}
+	for i, b := range c.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			return pipeline.Invalid("brokers", "brokers[%d] %q: want host:port", i, b)
+		}
+	}
+	switch {
+	case c.Topic != "" && len(c.Topics) > 0:
+		return pipeline.Invalid("topics", "set topic or topics, not both")
+	case c.Topic != "":
+		c.topics = []string{c.Topic}
+	case len(c.Topics) > 0:
+		c.topics = slices.Clone(c.Topics)
+		slices.Sort(c.topics)
+		c.topics = slices.Compact(c.topics)
+	default:
+		return pipeline.Invalid("topic", "required: set topic or topics")
+	}
+	for _, t := range c.topics {
+		if err := checkTopicName(t); err != nil {
+			field := "topic"
+			if c.Topic == "" {
+				field = "topics"
+			}
+			return pipeline.Invalid(field, "%v", err)
+		}
+	}
+	if c.Group == "" {
+		return pipeline.Invalid("group", "required: the consumer group that stores the offsets")
+	}
+	switch c.Start {
+	case "":
+		c.Start = "earliest"
+	case "earliest", "latest":
+	default:
+		return pipeline.Invalid("start", "%q: want earliest or latest", c.Start)
+	}
+	switch {
+	case c.BatchSize < 0:
+		return pipeline.Invalid("batch_size", "must be positive")
+	case c.BatchSize == 0:
+		c.BatchSize = DefaultBatchSize
+	}
+	switch {
+	case c.Linger < 0:
+		return pipeline.Invalid("linger", "must not be negative")
+	case c.Linger == 0:
+		c.Linger = DefaultLinger
+	}
+	switch {
+	case c.MinBytes < 0:
+		return pipeline.Invalid("min_bytes", "must be positive")
+	case c.MinBytes == 0:
+		c.MinBytes = DefaultMinBytes
+	}
+	switch {
+	case c.MaxBytes < 0:
+		return pipeline.Invalid("max_bytes", "must be positive")
+	case c.MaxBytes == 0:
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MinBytes > c.MaxBytes {
+		return pipeline.Invalid("min_bytes", "%d is more than max_bytes (%d)", c.MinBytes, c.MaxBytes)
+	}
+	switch {
+	case c.MaxWait < 0:
+		return pipeline.Invalid("max_wait", "must not be negative")
+	case c.MaxWait == 0:
+		c.MaxWait = DefaultMaxWait
+	}
+	switch {
+	case c.CommitTimeout < 0:
+		return pipeline.Invalid("commit_timeout", "must not be negative")
+	case c.CommitTimeout == 0:
+		c.CommitTimeout = DefaultCommitTimeout
+	}
+	return nil
+}
+
+// checkTopicName applies Kafka's rules for topic names.
+func checkTopicName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty topic name")
+	case name == "." || name == "..":
+		return fmt.Errorf("topic name %q is not allowed", name)
+	case len(name) > 249:
+		return fmt.Errorf("topic name is %d characters long, the limit is 249", len(name))
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic name %q: only a-z, A-Z, 0-9, '.', '_' and '-' are allowed", name)
+		}
+	}
+	return nil
+}
