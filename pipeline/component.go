@@ -40,6 +40,14 @@ type Transform interface {
 	Close(ctx context.Context) error
 }
 
+// Endpoint is a long-running service that is not a pipeline, such as the
+// endpoint that streams Kafka topics to subscribed devices. Run serves until
+// ctx is done; Close releases what is left, bounded by its ctx.
+type Endpoint interface {
+	Run(ctx context.Context) error
+	Close(ctx context.Context) error
+}
+
 // Failed is a record that failed for good, with the reason.
 type Failed struct {
 	Record Record

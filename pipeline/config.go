@@ -23,6 +23,8 @@ import (
 //	    transforms: [ { wasm: {...} } ]    # run in list order
 //	    sinks:      [ { kafka: {...} }, { clickhouse: {...} } ]
 //	    dead_letter: { file: {...} }       # optional: where failed records go
+//	endpoints:                             # optional services beside the pipelines
+//	  - subscriptions: {...}
 type File struct {
 	// Path is the file the config was read from.
 	Path string `yaml:"-"`
@@ -30,6 +32,9 @@ type File struct {
 	HTTP HTTPConfig `yaml:"http"`
 	// Pipelines are sorted by name.
 	Pipelines []Spec `yaml:"-"`
+	// Endpoints are long-running services beside the pipelines, such as
+	// the subscription endpoint that streams Kafka topics to devices.
+	Endpoints []Component `yaml:"endpoints"`
 	// RawPipelines holds pipelines by name as written.
 	RawPipelines map[string]Spec `yaml:"pipelines"`
 }
@@ -198,6 +203,9 @@ func Parse(path string, data []byte) (*File, error) {
 			spec.DrainTimeout = 10 * time.Second
 		}
 		f.Pipelines = append(f.Pipelines, spec)
+	}
+	for i := range f.Endpoints {
+		f.Endpoints[i].locate(path, fmt.Sprintf("endpoints[%d]", i))
 	}
 	sort.Slice(f.Pipelines, func(i, j int) bool { return f.Pipelines[i].Name < f.Pipelines[j].Name })
 	if len(errs) > 0 {

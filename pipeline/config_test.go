@@ -65,7 +65,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "pipelines:\n  a:\n    source: { x: {} }\n    sinks: [ { y: {} } ]\nhttpp: {}\n",
-			want: `p.yaml:5: httpp: unknown field "httpp" (valid: http, pipelines)`,
+			want: `p.yaml:5: httpp: unknown field "httpp" (valid: endpoints, http, pipelines)`,
 		},
 		{
 			name: "unknown pipeline key",

@@ -15,6 +15,7 @@ func Default() *Registry {
 			"websocket": Of(websocket.New, asSource[*websocket.Source]),
 		},
 		Transforms: map[string]Factory[pipeline.Transform]{},
+		Endpoints:  map[string]Factory[pipeline.Endpoint]{},
 		Sinks: map[string]Factory[pipeline.Sink]{
 			"file":   Of(file.New, asSink[*file.Sink]),
 			"stdout": Of(newStdout, asSink[*file.Sink]),
@@ -24,6 +25,7 @@ func Default() *Registry {
 
 func asSource[T pipeline.Source](x T) pipeline.Source          { return x }
 func asSink[T pipeline.Sink](x T) pipeline.Sink                { return x }
+func asEndpoint[T pipeline.Endpoint](x T) pipeline.Endpoint    { return x }
 func asTransform[T pipeline.Transform](x T) pipeline.Transform { return x }
 
 // StdoutConfig configures the stdout sink: the file sink on standard output.

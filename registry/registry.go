@@ -33,6 +33,7 @@ type Registry struct {
 	Sources    map[string]Factory[pipeline.Source]
 	Transforms map[string]Factory[pipeline.Transform]
 	Sinks      map[string]Factory[pipeline.Sink]
+	Endpoints  map[string]Factory[pipeline.Endpoint]
 }
 
 // configurable is a component Config: decoded from YAML, then validated.
@@ -134,7 +135,46 @@ func (r *Registry) Check(file *pipeline.File, dir string) error {
 			}
 		}
 	}
+	for i := range file.Endpoints {
+		c := &file.Endpoints[i]
+		if f, err := lookup(r.Endpoints, "endpoint", c); err != nil {
+			errs = append(errs, err)
+		} else if err := f.Check(c, dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// BuildEndpoints constructs every endpoint of file. On error, what was
+// built is closed again.
+func (r *Registry) BuildEndpoints(ctx context.Context, file *pipeline.File, env pipeline.Env) (_ []pipeline.Endpoint, err error) {
+	var built []pipeline.Endpoint
+	defer func() {
+		if err != nil {
+			for _, e := range slices.Backward(built) {
+				_ = e.Close(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	logger := env.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	for i := range file.Endpoints {
+		c := &file.Endpoints[i]
+		e := env
+		e.Logger = logger.With("endpoint", c.Where)
+		if env.Metrics != nil {
+			e.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"endpoint": c.Where}, env.Metrics)
+		}
+		ep, err := r.Endpoints[c.Kind].Build(ctx, c, e)
+		if err != nil {
+			return nil, err
+		}
+		built = append(built, ep)
+	}
+	return built, nil
 }
 
 // Build constructs every pipeline of file. On error, what was built is

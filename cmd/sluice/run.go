@@ -77,19 +77,24 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // serve builds and runs every pipeline of file until ctx is done. started,
 // if not nil, is called with the HTTP servers once they listen.
 func serve(ctx context.Context, file *pipeline.File, log *slog.Logger, started func(*pipeline.Servers)) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	servers := pipeline.NewServers(log)
-	env := pipeline.Env{Logger: log, Metrics: reg, Dir: filepath.Dir(file.Path), HTTP: servers}
+	env := pipeline.Env{Logger: log, Metrics: metrics, Dir: filepath.Dir(file.Path), HTTP: servers}
 
 	buildCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	pipes, err := registry.Default().Build(buildCtx, file, env)
+	reg := registry.Default()
+	pipes, err := reg.Build(buildCtx, file, env)
+	if err != nil {
+		return err
+	}
+	endpoints, err := reg.BuildEndpoints(buildCtx, file, env)
 	if err != nil {
 		return err
 	}
 	if file.HTTP.Listen != "" {
-		if err := servers.Handle(file.HTTP.Listen, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})); err != nil {
+		if err := servers.Handle(file.HTTP.Listen, "/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics})); err != nil {
 			return err
 		}
 		if err := servers.Handle(file.HTTP.Listen, "/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -119,9 +124,9 @@ func serve(ctx context.Context, file *pipeline.File, log *slog.Logger, started f
 		}
 	}()
 
-	log.Info("sluice running", "config", file.Path, "pipelines", len(pipes))
+	log.Info("sluice running", "config", file.Path, "pipelines", len(pipes), "endpoints", len(endpoints))
 	var wg sync.WaitGroup
-	errs := make([]error, len(pipes))
+	errs := make([]error, len(pipes)+len(endpoints))
 	for i, p := range pipes {
 		wg.Add(1)
 		go func() {
@@ -129,9 +134,19 @@ func serve(ctx context.Context, file *pipeline.File, log *slog.Logger, started f
 			errs[i] = p.Run(ctx)
 		}()
 	}
+	for i, e := range endpoints {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[len(pipes)+i] = e.Run(ctx)
+		}()
+	}
 	wg.Wait()
 	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelShutdown()
+	for _, e := range endpoints {
+		errs = append(errs, e.Close(shutdownCtx))
+	}
 	errs = append(errs, servers.Shutdown(shutdownCtx))
 	log.Info("sluice stopped")
 	return errors.Join(errs...)
