@@ -163,7 +163,7 @@ func Parse(path string, data []byte) (*File, error) {
 		return nil, errors.Join(errs...)
 	}
 	if err := root.Decode(f); err != nil {
-		return nil, yamlError(path, err)
+		return nil, withPaths(yamlError(path, err), root, "")
 	}
 	pipesNode := lookup(root, "pipelines")
 	if pipesNode == nil || len(f.RawPipelines) == 0 {
@@ -238,9 +238,56 @@ func (c *Component) Decode(out any) error {
 		return errors.Join(errs...)
 	}
 	if err := c.node.Decode(out); err != nil {
-		return yamlError(c.File, err)
+		return withPaths(yamlError(c.File, err), c.node, c.Where+"."+c.Kind)
 	}
 	return nil
+}
+
+// withPaths names the field of each *ConfigError in err that has a line but
+// no path, by finding the key on that line under n.
+func withPaths(err error, n *yaml.Node, prefix string) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var ce *ConfigError
+		if errors.As(e, &ce) && ce.Path == "" && ce.Line > 0 {
+			ce.Path = pathAtLine(n, ce.Line, prefix)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pathAtLine returns the dotted path of the value on line under n, or
+// prefix when there is none.
+func pathAtLine(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := join(prefix, k.Value)
+			if v.Line == line && (v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode) {
+				return p
+			}
+			if found := pathAtLine(v, line, p); found != p {
+				return found
+			}
+		}
+	case yaml.SequenceNode:
+		for i, item := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			if item.Line == line && item.Kind == yaml.ScalarNode {
+				return p
+			}
+			if found := pathAtLine(item, line, p); found != p {
+				return found
+			}
+		}
+	}
+	return prefix
 }
 
 // Errorf returns a *ConfigError at the component's line.

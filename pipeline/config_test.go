@@ -85,7 +85,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "wrong type",
 			yaml: "pipelines:\n  a:\n    source: { x: {} }\n    sinks: [ { y: {} } ]\n    workers: many\n",
-			want: "p.yaml:5: cannot unmarshal !!str `many` into int",
+			want: "p.yaml:5: pipelines.a.workers: cannot unmarshal !!str `many` into int",
 		},
 		{
 			name: "bad name",

@@ -2,9 +2,16 @@ package registry
 
 import (
 	"context"
+	"errors"
+	"os"
 
+	"github.com/sluicehq/sluice/endpoints/subscribe"
 	"github.com/sluicehq/sluice/pipeline"
+	"github.com/sluicehq/sluice/runtime/wasm"
+	"github.com/sluicehq/sluice/sinks/clickhouse"
 	"github.com/sluicehq/sluice/sinks/file"
+	kafkasink "github.com/sluicehq/sluice/sinks/kafka"
+	kafkasource "github.com/sluicehq/sluice/sources/kafka"
 	"github.com/sluicehq/sluice/sources/websocket"
 )
 
@@ -13,12 +20,19 @@ func Default() *Registry {
 	return &Registry{
 		Sources: map[string]Factory[pipeline.Source]{
 			"websocket": Of(websocket.New, asSource[*websocket.Source]),
+			"kafka":     Of(kafkasource.New, asSource[*kafkasource.Source]),
 		},
-		Transforms: map[string]Factory[pipeline.Transform]{},
-		Endpoints:  map[string]Factory[pipeline.Endpoint]{},
+		Transforms: map[string]Factory[pipeline.Transform]{
+			"wasm": Of(wasm.New, asTransform[*wasm.Transform]).WithCheck(moduleExists),
+		},
+		Endpoints: map[string]Factory[pipeline.Endpoint]{
+			"subscriptions": Of(subscribe.New, asEndpoint[*subscribe.Endpoint]),
+		},
 		Sinks: map[string]Factory[pipeline.Sink]{
-			"file":   Of(file.New, asSink[*file.Sink]),
-			"stdout": Of(newStdout, asSink[*file.Sink]),
+			"file":       Of(file.New, asSink[*file.Sink]),
+			"stdout":     Of(newStdout, asSink[*file.Sink]),
+			"kafka":      Of(kafkasink.New, asSink[*kafkasink.Sink]),
+			"clickhouse": Of(clickhouse.New, asSink[*clickhouse.Sink]),
 		},
 	}
 }
@@ -39,4 +53,18 @@ func (*StdoutConfig) Validate() error { return nil }
 
 func newStdout(ctx context.Context, cfg StdoutConfig, env pipeline.Env) (*file.Sink, error) {
 	return file.New(ctx, file.Config{Path: "-", Metadata: cfg.Metadata}, env)
+}
+
+// moduleExists reports a wasm transform whose module file is missing, so
+// that `sluice validate` catches it without compiling anything.
+func moduleExists(c *pipeline.Component, dir string) error {
+	var cfg wasm.Config
+	if err := c.Decode(&cfg); err != nil {
+		return err
+	}
+	path := pipeline.Resolve(dir, cfg.Module)
+	if _, err := os.Stat(path); err != nil {
+		return c.Wrap(pipeline.Invalid("module", "cannot read module file %s: %v", path, errors.Unwrap(err)))
+	}
+	return nil
 }
