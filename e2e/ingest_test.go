@@ -143,7 +143,7 @@ func pushDevice(ctx context.Context, url, device string, n, perFrame int) error 
 	go func() {
 		var frame []byte
 		for seq := 1; seq <= n; seq++ {
-			frame = fmt.Appendf(frame, `{"seq":%d,"ts":"2026-11-26T10:%02d:%02dZ","temp":%d.5,"note":"r%d"}`, seq, seq/60%60, seq%60, seq%40-5, seq)
+			frame = fmt.Appendf(frame, `{"seq":%d,"ts":"2026-11-26T10:%02d:%02dZ","temp":%g,"note":"r%d"}`, seq, seq/60%60, seq%60, float64(seq%40-5)+0.5, seq)
 			if seq%perFrame == 0 || seq == n {
 				if err := c.Write(ctx, websocket.MessageText, frame); err != nil {
 					sendErr <- err
