@@ -255,34 +255,44 @@ func withPaths(err error, n *yaml.Node, prefix string) error {
 	for _, e := range errs {
 		var ce *ConfigError
 		if errors.As(e, &ce) && ce.Path == "" && ce.Line > 0 {
-			ce.Path = pathAtLine(n, ce.Line, prefix)
+			var value string // yaml quotes the offending value: !!str `lots`
+			if m := quotedValueRE.FindStringSubmatch(ce.Msg); m != nil {
+				value = m[1]
+			}
+			ce.Path = pathAtLine(n, ce.Line, value, prefix)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// pathAtLine returns the dotted path of the value on line under n, or
-// prefix when there is none.
-func pathAtLine(n *yaml.Node, line int, prefix string) string {
+var quotedValueRE = regexp.MustCompile("`([^`]*)`")
+
+// pathAtLine returns the dotted path of the scalar on line under n (the one
+// whose text is value, when value is not empty), or prefix when there is
+// none.
+func pathAtLine(n *yaml.Node, line int, value, prefix string) string {
+	match := func(v *yaml.Node) bool {
+		return v.Line == line && v.Kind == yaml.ScalarNode && (value == "" || v.Value == value)
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			p := join(prefix, k.Value)
-			if v.Line == line && (v.Kind == yaml.ScalarNode || v.Kind == yaml.AliasNode) {
+			if match(v) {
 				return p
 			}
-			if found := pathAtLine(v, line, p); found != p {
+			if found := pathAtLine(v, line, value, p); found != p {
 				return found
 			}
 		}
 	case yaml.SequenceNode:
 		for i, item := range n.Content {
 			p := fmt.Sprintf("%s[%d]", prefix, i)
-			if item.Line == line && item.Kind == yaml.ScalarNode {
+			if match(item) {
 				return p
 			}
-			if found := pathAtLine(item, line, p); found != p {
+			if found := pathAtLine(item, line, value, p); found != p {
 				return found
 			}
 		}

@@ -44,3 +44,18 @@ func BuildGoGuest(t testing.TB, name string) string {
 	}
 	return out
 }
+
+// BuildWAT assembles the WebAssembly text file at path (relative to the
+// repository root) with wabt's wat2wasm and returns the .wasm path.
+func BuildWAT(t testing.TB, path string) string {
+	t.Helper()
+	if _, err := exec.LookPath("wat2wasm"); err != nil {
+		t.Fatal("wat2wasm not found: install Debian's wabt (scripts/deps.sh does)")
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(path)+".wasm")
+	cmd := exec.Command("wat2wasm", "-o", out, filepath.Join(RepoRoot(t), path))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm %s: %v\n%s", path, err, b)
+	}
+	return out
+}
