@@ -40,8 +40,13 @@ type Config struct {
 	// (default 1048576).
 	MaxBytes int `yaml:"max_bytes"`
 	// MaxWait is how long the broker holds a fetch that has less than
-	// min_bytes (default 100ms). It also bounds how long stopping waits
-	// for fetches in flight.
+	// min_bytes (default 500ms). With min_bytes 1 it does not delay
+	// records: the broker answers as soon as one arrives. It bounds how
+	// long Close waits for the fetches in flight. kafka-go also uses it as
+	// the client's read deadline for the fetch and gives the broker only
+	// three quarters of it, so with a short max_wait a broker that answers
+	// an idle fetch a little late (e.g. 30ms at 100ms) causes an i/o
+	// timeout that tears down the partition's connection.
 	MaxWait time.Duration `yaml:"max_wait"`
 	// CommitTimeout bounds one offset commit (default 10s).
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
@@ -55,7 +60,7 @@ const (
 	DefaultLinger        = 5 * time.Millisecond
 	DefaultMinBytes      = 1
 	DefaultMaxBytes      = 1 << 20
-	DefaultMaxWait       = 100 * time.Millisecond
+	DefaultMaxWait       = 500 * time.Millisecond
 	DefaultCommitTimeout = 10 * time.Second
 )
 
