@@ -2,3 +2,4 @@
 // acks, resends after reconnects and a bounded outbox. See README.md and
 // docs/protocol.md.
 export { DeviceClient, NackError, OutboxFullError, ClosedError } from './device.js';
+export { subscribe } from './subscribe.js';
