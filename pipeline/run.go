@@ -30,7 +30,8 @@ type Pipeline struct {
 	Workers int
 	// DrainTimeout bounds how long Run waits, once ctx is done, for records
 	// in flight to reach their sinks (default 10s). Records still in flight
-	// then are left unacknowledged, so their sources deliver them again.
+	// then are left unacknowledged, so their sources deliver them again,
+	// and closing the components takes at most closeGrace more.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      prometheus.Registerer
@@ -50,6 +51,11 @@ type Limiter interface {
 	BatchLimits() (maxRecords int, maxWait time.Duration)
 }
 
+// closeGrace bounds closing the components after a drain that timed out:
+// flushing acks, committing offsets, releasing connections. A variable for
+// tests.
+var closeGrace = 2 * time.Second
+
 // Default batch limits for sinks that do not implement Limiter.
 const (
 	DefaultMaxRecords = 1000
@@ -59,8 +65,10 @@ const (
 // Run runs the pipeline until ctx is done or the source fails, then drains:
 // the source stops reading, records in flight go through to the sinks
 // (bounded by DrainTimeout), the source is closed (acks flushed, offsets
-// committed), and every component is closed. It returns the source's error,
-// if any, joined with errors from closing.
+// committed), and every component is closed. After a drain that timed out,
+// closing is bounded by closeGrace, so Run returns about DrainTimeout plus
+// a couple of seconds after ctx is done at worst. It returns the source's
+// error, if any, joined with errors from closing.
 func (p *Pipeline) Run(ctx context.Context) error {
 	log := p.Logger
 	if log == nil {
@@ -148,15 +156,29 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	close(dl.in)
 	<-dlDone
 
+	// Every stage has stopped, so nothing will be settled any more. If the
+	// drain timed out, the records still in flight stay unacknowledged for
+	// good: closing must not wait for them a second time, only flush the
+	// acks of what was settled, commit offsets and release connections,
+	// within closeGrace. The source and the other components get separate
+	// deadlines, so that a slow source does not leave the others an ended
+	// context.
+	closeTimeout := drainTimeout
+	if drainCtx.Err() != nil {
+		closeTimeout = min(drainTimeout, closeGrace)
+	}
 	var errs []error
 	if srcErr != nil {
 		errs = append(errs, srcErr)
 	}
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-	defer cancel()
-	if err := p.Source.Close(closeCtx); err != nil {
+	srcCtx, cancelSrc := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	err := p.Source.Close(srcCtx)
+	cancelSrc()
+	if err != nil {
 		errs = append(errs, fmt.Errorf("pipeline %s: close source: %w", p.Name, err))
 	}
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
 	for _, t := range p.Transforms {
 		if err := t.C.Close(closeCtx); err != nil {
 			errs = append(errs, fmt.Errorf("pipeline %s: close %s: %w", p.Name, t.Name, err))

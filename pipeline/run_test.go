@@ -220,3 +220,58 @@ func TestRunDrainTimeoutLeavesRecordsUnacked(t *testing.T) {
 		t.Fatalf("%d records were settled by a sink that never wrote them", got)
 	}
 }
+
+// waitingSource is a source whose Close, like the WebSocket source's, waits
+// until its context ends for records that are not settled.
+type waitingSource struct{ fakeSource }
+
+func (s *waitingSource) Close(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// ctxSink never writes and records whether Close got a live context.
+type ctxSink struct {
+	stuckSink
+	closedLive bool
+}
+
+func (s *ctxSink) Close(ctx context.Context) error {
+	s.closedLive = ctx.Err() == nil
+	return ctx.Err()
+}
+
+// After a drain that timed out nothing settles any more: closing must not
+// wait a second DrainTimeout for it, and the sinks must still get a live
+// context to close with.
+func TestRunClosesPromptlyAfterTheDrainTimesOut(t *testing.T) {
+	defer func(g time.Duration) { closeGrace = g }(closeGrace)
+	closeGrace = 200 * time.Millisecond
+	src := &waitingSource{fakeSource{n: 10, batch: 10, outcome: map[int][]error{}}}
+	sink := &ctxSink{}
+	p := &Pipeline{
+		Name: "stuck", Source: src,
+		Sinks:        []Stage[Sink]{{Name: "s", C: sink}},
+		DrainTimeout: time.Second,
+		Logger:       quiet(),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// DrainTimeout, then closeGrace for the source; not DrainTimeout twice.
+	if took, limit := time.Since(start), p.DrainTimeout+closeGrace+500*time.Millisecond; took > limit {
+		t.Fatalf("stop took %v, want at most %v", took, limit)
+	}
+	if !sink.closedLive {
+		t.Fatal("the sink was closed with an ended context")
+	}
+	if got := src.settled(); got != 0 {
+		t.Fatalf("%d records were settled by a sink that never wrote them", got)
+	}
+}

@@ -333,7 +333,8 @@ func (c *conn) flush(ctx context.Context) error {
 }
 
 // shutdown waits until every record the pipeline took is settled (or ctx
-// ends), sends the last acks and closes the connection as going away.
+// ends), sends the last acks (within closeGrace, even after ctx ended) and
+// closes the connection as going away.
 func (c *conn) shutdown(ctx context.Context) {
 	for {
 		c.mu.Lock()
@@ -345,7 +346,11 @@ func (c *conn) shutdown(ctx context.Context) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if c.ctx.Err() == nil {
-		_ = c.flush(ctx)
+		// The acks of what was settled go out even when ctx ended while
+		// waiting for the rest: otherwise the device resends them.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeGrace)
+		_ = c.flush(fctx)
+		cancel()
 	}
 	_ = c.ws.Close(websocket.StatusGoingAway, "sluice is shutting down")
 	c.cancel()

@@ -161,7 +161,8 @@ func (s *Source) Run(ctx context.Context, out chan<- pipeline.Batch) error {
 
 // Close waits until every record handed to the pipeline is settled (or ctx
 // is done), sends the last acks, and closes every connection with status
-// 1001 (going away).
+// 1001 (going away). Records not settled by then stay unacknowledged; the
+// devices send them again.
 func (s *Source) Close(ctx context.Context) error {
 	s.dispatch.Lock()
 	s.stopping = true
@@ -181,15 +182,22 @@ func (s *Source) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Every connection is closed now; their handlers return at once. This
+	// wait has its own bound: ctx may have ended while waiting for records
+	// above.
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("websocket: connections still open after shutdown: %w", ctx.Err())
+	case <-time.After(closeGrace):
+		return fmt.Errorf("websocket: connections still open %v after shutdown", closeGrace)
 	}
 }
+
+// closeGrace bounds the last steps of Close, the final acks and the
+// handlers' return, which run even when Close's context has ended.
+const closeGrace = 2 * time.Second
 
 type metrics struct {
 	conns    prometheus.Gauge

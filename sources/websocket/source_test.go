@@ -255,3 +255,88 @@ func TestShutdownAcksInFlightAndSaysGoingAway(t *testing.T) {
 		}
 	}
 }
+
+// gateSink writes while open and fails (transiently) while closed.
+type gateSink struct {
+	mu     sync.Mutex
+	closed bool
+}
+
+func (s *gateSink) Write(context.Context, pipeline.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("down")
+	}
+	return nil
+}
+
+func (s *gateSink) Close(context.Context) error { return nil }
+
+func (s *gateSink) shut() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+// Stopping while the sink is down: the records it never wrote are not
+// acknowledged, the device is still told 1001 going away, and the stop
+// takes the drain timeout and a short grace, not the drain timeout twice.
+func TestShutdownWithTheSinkDown(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	servers := pipeline.NewServers(log)
+	src, err := New(context.Background(), Config{Listen: "127.0.0.1:0"}, pipeline.Env{Logger: log, HTTP: servers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := servers.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer servers.Shutdown(context.Background())
+	sink := &gateSink{}
+	drain := time.Second
+	p := &pipeline.Pipeline{Name: "ws", Source: src, Sinks: []pipeline.Stage[pipeline.Sink]{{Name: "gate", C: sink}},
+		DrainTimeout: drain, Logger: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	c := dial(t, "ws://"+servers.Addr("127.0.0.1:0").String()+"/ingest")
+	for i := 1; i <= 5; i++ {
+		send(t, c, fmt.Sprintf(`{"seq":%d}`, i))
+	}
+	readUntilAck(t, c, 5)
+	sink.shut()
+	for i := 6; i <= 10; i++ {
+		send(t, c, fmt.Sprintf(`{"seq":%d}`, i))
+	}
+	time.Sleep(200 * time.Millisecond) // taken by the pipeline, failing in the sink
+	start := time.Now()
+	cancel()
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	for {
+		_, data, err := c.Read(rctx)
+		if err != nil {
+			if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+				t.Fatalf("close status: got %v (%v), want going away", got, err)
+			}
+			break
+		}
+		var r reply
+		if err := json.Unmarshal(data, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Ack > 5 || r.Nack > 0 {
+			t.Fatalf("got %s for records the sink never wrote", data)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pipeline did not stop")
+	}
+	if took, limit := time.Since(start), drain+closeGrace+time.Second; took > limit {
+		t.Fatalf("stopping took %v, want at most %v", took, limit)
+	}
+}
