@@ -50,18 +50,30 @@ type Config struct {
 	MaxWait time.Duration `yaml:"max_wait"`
 	// CommitTimeout bounds one offset commit (default 10s).
 	CommitTimeout time.Duration `yaml:"commit_timeout"`
+	// SessionTimeout is how long the group coordinator waits for a member
+	// that stopped heartbeating (a crashed Sluice) before its partitions go
+	// to another member (default 10s; kafka-go's own default is 30s).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// HeartbeatInterval is how often the member heartbeats (default 1s).
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// RebalanceTimeout bounds how long members may take to rejoin during a
+	// rebalance (default 10s).
+	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
 
 	topics []string
 }
 
 // Defaults.
 const (
-	DefaultBatchSize     = 1000
-	DefaultLinger        = 5 * time.Millisecond
-	DefaultMinBytes      = 1
-	DefaultMaxBytes      = 1 << 20
-	DefaultMaxWait       = 500 * time.Millisecond
-	DefaultCommitTimeout = 10 * time.Second
+	DefaultBatchSize         = 1000
+	DefaultLinger            = 5 * time.Millisecond
+	DefaultMinBytes          = 1
+	DefaultMaxBytes          = 1 << 20
+	DefaultMaxWait           = 500 * time.Millisecond
+	DefaultCommitTimeout     = 10 * time.Second
+	DefaultSessionTimeout    = 10 * time.Second
+	DefaultHeartbeatInterval = time.Second
+	DefaultRebalanceTimeout  = 10 * time.Second
 )
 
 // Validate fills in defaults and checks every field.
@@ -143,6 +155,25 @@ func (c *Config) Validate() error {
 		return pipeline.Invalid("commit_timeout", "must not be negative")
 	case c.CommitTimeout == 0:
 		c.CommitTimeout = DefaultCommitTimeout
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"session_timeout", &c.SessionTimeout, DefaultSessionTimeout},
+		{"heartbeat_interval", &c.HeartbeatInterval, DefaultHeartbeatInterval},
+		{"rebalance_timeout", &c.RebalanceTimeout, DefaultRebalanceTimeout},
+	} {
+		switch {
+		case *d.v < 0:
+			return pipeline.Invalid(d.name, "must not be negative")
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if c.HeartbeatInterval >= c.SessionTimeout {
+		return pipeline.Invalid("heartbeat_interval", "%v must be less than session_timeout (%v)", c.HeartbeatInterval, c.SessionTimeout)
 	}
 	return nil
 }

@@ -116,6 +116,11 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Source, error) {
 		MaxBytes:      cfg.MaxBytes,
 		MaxWait:       cfg.MaxWait,
 		StartOffset:   start,
+		// A crashed member's partitions move after SessionTimeout, so the
+		// default decides how long a pipeline stalls after a kill -9.
+		SessionTimeout:    cfg.SessionTimeout,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		RebalanceTimeout:  cfg.RebalanceTimeout,
 		// 0: CommitMessages commits synchronously; nothing is committed
 		// that the committer did not ask for.
 		CommitInterval:        0,
