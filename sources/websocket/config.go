@@ -38,6 +38,12 @@ type Config struct {
 	// SeqField names the record field that holds the per-device sequence
 	// number (default seq).
 	SeqField string `yaml:"seq_field"`
+	// RequireSeq nacks records without a sequence number (default true).
+	// Without one a record cannot be told apart from its own resend, and
+	// in a table keyed by (device_id, seq) all of a device's records without
+	// one would collapse into a single row. Set it to false only for sinks
+	// that do not deduplicate by identity.
+	RequireSeq *bool `yaml:"require_seq"`
 	// BatchSize is the most records handed to the pipeline at once
 	// (default 512), gathered across connections.
 	BatchSize int `yaml:"batch_size"`
@@ -76,6 +82,10 @@ func (c *Config) Validate() error {
 	}
 	if c.SeqField == "" {
 		c.SeqField = "seq"
+	}
+	if c.RequireSeq == nil {
+		require := true
+		c.RequireSeq = &require
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 512

@@ -213,6 +213,8 @@ func (c *conn) parse(line []byte) (pipeline.ID, []byte, error) {
 			return id, nil, fmt.Errorf("%s must be a non-negative integer, got %s", c.s.cfg.SeqField, seq.Raw)
 		}
 		id.Seq = n
+	} else if *c.s.cfg.RequireSeq {
+		return id, nil, fmt.Errorf("missing %s: every record needs a per-device sequence number (docs/protocol.md)", c.s.cfg.SeqField)
 	}
 	return id, line, nil
 }

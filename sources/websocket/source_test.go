@@ -186,6 +186,12 @@ func TestBadInput(t *testing.T) {
 			want:   []reply{{Nack: 1, Device: "d7", Error: "seq must be a non-negative integer, got -4"}},
 		},
 		{
+			name:   "missing seq",
+			frames: []string{`{"device_id":"d3","temp":1}`, `{"seq":2}`},
+			acks:   2,
+			want:   []reply{{Nack: 1, Device: "d3", Error: "missing seq: every record needs a per-device sequence number (docs/protocol.md)"}},
+		},
+		{
 			name:   "oversized frame",
 			frames: []string{`{"pad":"` + strings.Repeat("x", 3000) + `"}`, `{"seq":2}`},
 			acks:   2,
@@ -220,7 +226,8 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestDeviceIDFromURL(t *testing.T) {
-	h := start(t, Config{})
+	off := false
+	h := start(t, Config{RequireSeq: &off})
 	c := dial(t, h.url+"?device_id=dev-9")
 	send(t, c, `{"seq":1,"t":2}`)
 	send(t, c, `{}`)
