@@ -1,0 +1,426 @@
+package sluice
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Object reads and edits the top-level fields of a JSON object in place,
+// without decoding it: a lookup scans the bytes once to index the fields,
+// and an edit splices the new bytes in. Nothing is allocated once its
+// buffers have grown to the size of the records it sees.
+//
+// Slices returned by the Get methods alias the object's bytes: they are
+// valid until the object is next edited. An Object is not safe for
+// concurrent use (a guest never needs that).
+type Object struct {
+	b       []byte  // the JSON document
+	own     []byte  // buffer the object owns; b aliases it once edited
+	owned   bool    // b is own (edits happen in place)
+	indexed bool    // fields, open are up to date
+	isObj   bool    // b is a JSON object (valid when indexed)
+	edited  bool    // b changed since Reset
+	open    int     // index of '{'
+	fields  []field // top-level fields in document order
+	vbuf    []byte  // staging for an encoded value
+	tbuf    []byte  // staging for an inserted field; unquoted strings
+	err     error   // first failed edit
+}
+
+type field struct {
+	k0, k1 int  // key contents, without the quotes
+	v0, v1 int  // value
+	esc    bool // key has escapes
+}
+
+// ErrNotObject is the error of an edit of a value that is not a JSON object.
+var ErrNotObject = errors.New("sluice: value is not a JSON object")
+
+// NewObject returns an Object over the JSON document b (not copied; an edit
+// copies it first).
+func NewObject(b []byte) *Object {
+	o := &Object{}
+	o.Reset(b)
+	return o
+}
+
+// Reset makes o read b, keeping o's buffers for reuse.
+func (o *Object) Reset(b []byte) {
+	o.b = b
+	o.owned = false
+	o.indexed = false
+	o.edited = false
+	o.err = nil
+}
+
+// Bytes returns the JSON document with every edit applied. It aliases o.
+func (o *Object) Bytes() []byte { return o.b }
+
+// Edited reports whether o was changed since it was made or Reset.
+func (o *Object) Edited() bool { return o.edited }
+
+// Err returns the first edit that failed (ErrNotObject, or a number with no
+// JSON form), or nil. A record whose edit failed is emitted as an error.
+func (o *Object) Err() error { return o.err }
+
+func (o *Object) fail(err error) {
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+// index builds the field index; it reports whether b is an object. The
+// common shapes (no whitespace, string and number values) take the short
+// paths.
+func (o *Object) index() bool {
+	if o.indexed {
+		return o.isObj
+	}
+	o.indexed = true
+	o.isObj = false
+	o.fields = o.fields[:0]
+	b := o.b
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	o.open = i
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		o.isObj = true
+		return true
+	}
+	for i < len(b) {
+		if b[i] != '"' {
+			return false
+		}
+		end, esc := skipString(b, i)
+		if end < 0 {
+			return false
+		}
+		f := field{k0: i + 1, k1: end - 1, esc: esc}
+		i = end
+		if i < len(b) && b[i] != ':' {
+			i = skipWS(b, i)
+		}
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i++
+		if i < len(b) && isWS[b[i]] {
+			i = skipWS(b, i)
+		}
+		if i >= len(b) {
+			return false
+		}
+		f.v0 = i
+		switch c := b[i]; {
+		case c == '"':
+			f.v1, _ = skipString(b, i)
+		case c >= '0' && c <= '9' || c == '-':
+			j := i + 1
+			for j < len(b) && isNum[b[j]] {
+				j++
+			}
+			f.v1 = j
+		default:
+			f.v1 = skipValue(b, i)
+		}
+		if f.v1 < 0 {
+			return false
+		}
+		o.fields = append(o.fields, f)
+		i = f.v1
+		if i < len(b) && isWS[b[i]] {
+			i = skipWS(b, i)
+		}
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i++
+			if i < len(b) && isWS[b[i]] {
+				i = skipWS(b, i)
+			}
+		case '}':
+			o.isObj = true
+			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+var isWS, isNum [256]bool
+
+func init() {
+	for _, c := range " \t\r\n" {
+		isWS[c] = true
+	}
+	for _, c := range "0123456789.eE+-" {
+		isNum[c] = true
+	}
+}
+
+// find returns the index in o.fields of the first field called name, or -1.
+func (o *Object) find(name string) int {
+	if !o.index() {
+		return -1
+	}
+	for j := range o.fields {
+		f := &o.fields[j]
+		if !f.esc {
+			if f.k1-f.k0 == len(name) && string(o.b[f.k0:f.k1]) == name {
+				return j
+			}
+			continue
+		}
+		var ok bool
+		o.tbuf, ok = AppendUnquote(o.tbuf[:0], o.b[f.k0-1:f.k1+1])
+		if ok && string(o.tbuf) == name {
+			return j
+		}
+	}
+	return -1
+}
+
+// IsObject reports whether the document is a JSON object.
+func (o *Object) IsObject() bool { return o.index() }
+
+// Len returns the number of top-level fields (0 if not an object).
+func (o *Object) Len() int {
+	if !o.index() {
+		return 0
+	}
+	return len(o.fields)
+}
+
+// Has reports whether the object has a field called name.
+func (o *Object) Has(name string) bool { return o.find(name) >= 0 }
+
+// Kind returns the kind of the field called name, or KindMissing.
+func (o *Object) Kind(name string) Kind {
+	v, _ := o.GetRaw(name)
+	return KindOf(v)
+}
+
+// GetRaw returns the raw JSON of the field called name.
+func (o *Object) GetRaw(name string) ([]byte, bool) {
+	j := o.find(name)
+	if j < 0 {
+		return nil, false
+	}
+	f := &o.fields[j]
+	return o.b[f.v0:f.v1], true
+}
+
+// GetFloat returns the field called name if it is a number.
+func (o *Object) GetFloat(name string) (float64, bool) {
+	v, ok := o.GetRaw(name)
+	if !ok {
+		return 0, false
+	}
+	return ParseFloat(v)
+}
+
+// GetInt returns the field called name if it is an integer.
+func (o *Object) GetInt(name string) (int64, bool) {
+	v, ok := o.GetRaw(name)
+	if !ok {
+		return 0, false
+	}
+	return ParseInt(v)
+}
+
+// GetBool returns the field called name if it is true or false.
+func (o *Object) GetBool(name string) (value, ok bool) {
+	v, ok := o.GetRaw(name)
+	if !ok {
+		return false, false
+	}
+	return ParseBool(v)
+}
+
+// GetStringBytes returns the decoded contents of the field called name if
+// it is a string, without allocating: the result aliases the object (or,
+// when the string has escapes, a buffer that the next call reuses).
+func (o *Object) GetStringBytes(name string) ([]byte, bool) {
+	v, ok := o.GetRaw(name)
+	if !ok || KindOf(v) != KindString {
+		return nil, false
+	}
+	for _, c := range v[1 : len(v)-1] {
+		if c == '\\' {
+			o.tbuf, ok = AppendUnquote(o.tbuf[:0], v)
+			return o.tbuf, ok
+		}
+	}
+	return v[1 : len(v)-1], true
+}
+
+// GetString returns the field called name if it is a string (a copy; use
+// GetStringBytes on a hot path, e.g. m[string(b)] does not allocate).
+func (o *Object) GetString(name string) (string, bool) {
+	b, ok := o.GetStringBytes(name)
+	if !ok {
+		return "", false
+	}
+	return string(b), true
+}
+
+// All yields every top-level field: its decoded name and its raw JSON
+// value. The name is a new string; the value aliases the object. It is
+// meant for configs and the like, not for a per-record hot path.
+func (o *Object) All() func(yield func(name string, value []byte) bool) {
+	return func(yield func(string, []byte) bool) {
+		if !o.index() {
+			return
+		}
+		for j := 0; j < len(o.fields); j++ {
+			f := o.fields[j]
+			name := string(o.b[f.k0:f.k1])
+			if f.esc {
+				d, _ := AppendUnquote(nil, o.b[f.k0-1:f.k1+1])
+				name = string(d)
+			}
+			if !yield(name, o.b[f.v0:f.v1]) {
+				return
+			}
+		}
+	}
+}
+
+// Set sets the field called name to v, replacing its value if it exists
+// and adding it at the end otherwise.
+func (o *Object) Set(name string, v Value) {
+	var ok bool
+	o.vbuf, ok = v.appendJSON(o.vbuf[:0])
+	if !ok {
+		o.fail(errors.New("sluice: set " + strconv.Quote(name) + ": " + v.String() + " has no JSON form"))
+		return
+	}
+	o.setEncoded(name, o.vbuf)
+}
+
+// SetRaw sets the field called name to the raw JSON value raw, which must
+// be valid JSON (the host rejects a record whose value is not). raw may
+// alias the object.
+func (o *Object) SetRaw(name string, raw []byte) {
+	o.vbuf = appendFast(o.vbuf[:0], raw)
+	o.setEncoded(name, o.vbuf)
+}
+
+func (o *Object) setEncoded(name string, val []byte) {
+	if !o.index() {
+		o.fail(ErrNotObject)
+		return
+	}
+	if j := o.find(name); j >= 0 {
+		f := o.fields[j]
+		o.splice(f.v0, f.v1, val, j+1)
+		o.fields[j].v1 = f.v0 + len(val)
+		return
+	}
+	// Add ,"name":val before the closing brace.
+	at := o.open + 1
+	t := o.tbuf[:0]
+	if n := len(o.fields); n > 0 {
+		at = o.fields[n-1].v1
+		t = append(t, ',')
+	}
+	k0 := at + len(t) + 1
+	t = AppendQuote(t, name)
+	k1 := at + len(t) - 1
+	t = append(t, ':')
+	v0 := at + len(t)
+	t = appendFast(t, val)
+	o.tbuf = t
+	o.splice(at, at, t, len(o.fields))
+	o.fields = append(o.fields, field{k0: k0, k1: k1, v0: v0, v1: v0 + len(val), esc: hasEscape(name)})
+}
+
+func hasEscape(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return true // conservative: compared through AppendUnquote
+		}
+	}
+	return false
+}
+
+// Delete removes the field called name and reports whether it was there.
+func (o *Object) Delete(name string) bool {
+	j := o.find(name)
+	if j < 0 {
+		return false
+	}
+	n := len(o.fields)
+	var a, b int
+	switch {
+	case j > 0: // from the end of the previous value: `, "name": value`
+		a, b = o.fields[j-1].v1, o.fields[j].v1
+	case n > 1: // first of several: `"name": value, ` up to the next key
+		a, b = o.fields[0].k0-1, o.fields[1].k0-1
+	default: // the only field
+		a, b = o.fields[0].k0-1, o.fields[0].v1
+	}
+	o.splice(a, b, nil, j+1)
+	copy(o.fields[j:], o.fields[j+1:])
+	o.fields = o.fields[:n-1]
+	return true
+}
+
+// SetBytes replaces the whole document with a copy of b.
+func (o *Object) SetBytes(b []byte) {
+	o.own = appendFast(o.own[:0], b)
+	o.b = o.own
+	o.owned = true
+	o.indexed = false
+	o.edited = true
+}
+
+// splice replaces b[a:z] with repl and shifts the index entries from
+// fields[from:] by the change in length.
+func (o *Object) splice(a, z int, repl []byte, from int) {
+	delta := len(repl) - (z - a)
+	if !o.owned {
+		n := len(o.b) + delta
+		buf := o.own[:0]
+		if cap(buf) < n {
+			buf = make([]byte, 0, n+n/2+64)
+		}
+		buf = appendFast(buf, o.b[:a])
+		buf = appendFast(buf, repl)
+		buf = appendFast(buf, o.b[z:])
+		o.own, o.b, o.owned = buf, buf, true
+	} else {
+		old := len(o.b)
+		switch {
+		case delta > 0:
+			if cap(o.b)-old < delta {
+				grown := make([]byte, old, 2*old+delta+64)
+				move(grown, o.b)
+				o.b = grown
+			}
+			o.b = o.b[:old+delta]
+			move(o.b[z+delta:], o.b[z:old])
+		case delta < 0:
+			move(o.b[a+len(repl):], o.b[z:])
+			o.b = o.b[:old+delta]
+		}
+		move(o.b[a:], repl)
+		o.own = o.b
+	}
+	o.edited = true
+	if delta != 0 {
+		for k := from; k < len(o.fields); k++ {
+			f := &o.fields[k]
+			f.k0 += delta
+			f.k1 += delta
+			f.v0 += delta
+			f.v1 += delta
+		}
+	}
+}

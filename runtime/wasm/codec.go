@@ -1,0 +1,377 @@
+package wasm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/sluicehq/sluice/pipeline"
+)
+
+// The batch and output encodings of docs/abi.md.
+
+var le = binary.LittleEndian
+
+// encodedSize returns the size of recs encoded as an input batch.
+func encodedSize(recs []pipeline.Record) (int, error) {
+	n := 4
+	for i := range recs {
+		r := &recs[i]
+		n += 16 + len(r.Value) + len(r.Key) + len(r.Dest)
+		for _, h := range r.Headers {
+			n += 8 + len(h.Key) + len(h.Value)
+		}
+	}
+	if n > math.MaxUint32 {
+		return 0, fmt.Errorf("batch of %d records is %d bytes, more than 4GiB", len(recs), n)
+	}
+	return n, nil
+}
+
+// encodeBatch writes recs as an input batch into b, which has exactly
+// encodedSize(recs) bytes.
+func encodeBatch(b []byte, recs []pipeline.Record) {
+	le.PutUint32(b, uint32(len(recs)))
+	p := 4
+	for i := range recs {
+		r := &recs[i]
+		le.PutUint32(b[p:], uint32(len(r.Value)))
+		p += 4 + copy(b[p+4:], r.Value)
+		le.PutUint32(b[p:], uint32(len(r.Key)))
+		p += 4 + copy(b[p+4:], r.Key)
+		le.PutUint32(b[p:], uint32(len(r.Dest)))
+		p += 4 + copy(b[p+4:], r.Dest)
+		le.PutUint32(b[p:], uint32(len(r.Headers)))
+		p += 4
+		for _, h := range r.Headers {
+			le.PutUint32(b[p:], uint32(len(h.Key)))
+			p += 4 + copy(b[p+4:], h.Key)
+			le.PutUint32(b[p:], uint32(len(h.Value)))
+			p += 4 + copy(b[p+4:], h.Value)
+		}
+	}
+}
+
+// inputResult is what the output says about one input of a call.
+type inputResult struct {
+	n   int32  // record entries
+	err string // the module's error message, if it failed the input
+	bad string // why the host failed it (invalid output value), if it did
+}
+
+// Flags of one record entry, from decode to emit.
+const (
+	sameValue = 1 << iota
+	sameKey
+	sameDest
+	sameHeaders
+)
+
+// decoder checks an output and turns it into records. One lives in each
+// instance and its slices are reused from call to call.
+type decoder struct {
+	inputs []inputResult // per input of the call
+	flags  []uint8       // per record entry
+	slab   int           // bytes of values and keys that differ from the input
+}
+
+// malformed is the reason an output breaks the ABI.
+type malformed struct{ msg string }
+
+func (m *malformed) Error() string { return m.msg }
+
+func badOutput(format string, args ...any) *malformed {
+	return &malformed{msg: "malformed output: " + fmt.Sprintf(format, args...)}
+}
+
+// check validates out, the output of a call on recs, and records what it
+// says in d. Structural errors (bounds, index order, status) reject the
+// whole output; a value that is not valid JSON fails only its input.
+func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malformed {
+	n := len(recs)
+	if cap(d.inputs) < n {
+		d.inputs = make([]inputResult, n)
+	}
+	d.inputs = d.inputs[:n]
+	clear(d.inputs)
+	d.flags = d.flags[:0]
+	d.slab = 0
+	if len(out) < 4 {
+		return badOutput("%d bytes, shorter than the entry count", len(out))
+	}
+	count := int(le.Uint32(out))
+	if count > (len(out)-4)/8 {
+		return badOutput("%d entries cannot fit in %d bytes", count, len(out))
+	}
+	p := 4
+	prev := 0
+	for e := range count {
+		if len(out)-p < 8 {
+			return badOutput("entry %d: truncated", e)
+		}
+		idx := int(le.Uint32(out[p:]))
+		status := le.Uint32(out[p+4:])
+		p += 8
+		if idx >= n {
+			return badOutput("entry %d: index %d out of range (the batch has %d records)", e, idx, n)
+		}
+		if idx < prev {
+			return badOutput("entry %d: index %d after %d (indexes must not decrease)", e, idx, prev)
+		}
+		prev = idx
+		in := &recs[idx]
+		switch status {
+		case 0:
+			var flags uint8
+			value, q, ok := field(out, p)
+			if !ok {
+				return badOutput("entry %d: value length past the end of the output", e)
+			}
+			key, q, ok := field(out, q)
+			if !ok {
+				return badOutput("entry %d: key length past the end of the output", e)
+			}
+			dest, q, ok := field(out, q)
+			if !ok {
+				return badOutput("entry %d: dest length past the end of the output", e)
+			}
+			if len(out)-q < 4 {
+				return badOutput("entry %d: header count past the end of the output", e)
+			}
+			hcount := int(le.Uint32(out[q:]))
+			q += 4
+			if hcount > (len(out)-q)/8 {
+				return badOutput("entry %d: %d headers cannot fit in the output", e, hcount)
+			}
+			hsame := hcount == len(in.Headers)
+			hbytes := 0
+			for h := range hcount {
+				var k, v []byte
+				if k, q, ok = field(out, q); ok {
+					v, q, ok = field(out, q)
+				}
+				if !ok {
+					return badOutput("entry %d: header %d past the end of the output", e, h)
+				}
+				if hsame && (string(k) != in.Headers[h].Key || !bytes.Equal(v, in.Headers[h].Value)) {
+					hsame = false
+				}
+				hbytes += len(v)
+			}
+			if !hsame {
+				d.slab += hbytes
+			}
+			p = q
+			if bytes.Equal(value, in.Value) {
+				flags |= sameValue
+			} else {
+				d.slab += len(value)
+				if validate && !validJSON(value) && d.inputs[idx].bad == "" {
+					d.inputs[idx].bad = fmt.Sprintf("output value is not valid JSON: %s", quoteSnippet(value))
+				}
+			}
+			if bytes.Equal(key, in.Key) {
+				flags |= sameKey
+			} else {
+				d.slab += len(key)
+			}
+			if string(dest) == in.Dest {
+				flags |= sameDest
+			}
+			if hsame {
+				flags |= sameHeaders
+			}
+			d.flags = append(d.flags, flags)
+			d.inputs[idx].n++
+		case 1:
+			msg, q, ok := field(out, p)
+			if !ok {
+				return badOutput("entry %d: error message past the end of the output", e)
+			}
+			p = q
+			if d.inputs[idx].err == "" {
+				d.inputs[idx].err = cleanMessage(msg)
+			}
+		default:
+			return badOutput("entry %d: unknown status %d (want 0 record or 1 error)", e, status)
+		}
+	}
+	if p != len(out) {
+		return badOutput("%d bytes after the %d entries", len(out)-p, count)
+	}
+	return nil
+}
+
+// field reads a bytes field (u32 length, then the bytes) at p.
+func field(b []byte, p int) ([]byte, int, bool) {
+	if len(b)-p < 4 {
+		return nil, p, false
+	}
+	n := int(le.Uint32(b[p:]))
+	p += 4
+	if n > len(b)-p {
+		return nil, p, false
+	}
+	return b[p : p+n], p + n, true
+}
+
+// cleanMessage makes a module's error message safe to log and send back to
+// a device: valid UTF-8, at most 1 KiB.
+func cleanMessage(b []byte) string {
+	const max = 1 << 10
+	if len(b) > max {
+		b = b[:max]
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if s == "" {
+		s = "error"
+	}
+	return s
+}
+
+func quoteSnippet(b []byte) string {
+	const max = 64
+	if len(b) > max {
+		return fmt.Sprintf("%q…", b[:max])
+	}
+	return fmt.Sprintf("%q", b)
+}
+
+// splitPart returns the part of output k (0-based) of an input with part
+// parent split into n ≥ 2 outputs (docs/abi.md, "Record identity"):
+//
+//   - an input that was not split before (part 0) gives parts 1..n;
+//   - an input that is part p of an earlier split (0 < p < 1<<16) gives
+//     parts p | k<<16 for k = 1..n, so they differ from p's siblings and
+//     from each other;
+//   - a third level of splitting, or more than 65535 parts, has no
+//     numbering left and fails the input.
+//
+// An input with a single output keeps its ID, part included. Part 0 thus
+// always means "not split", which the 0-based numbering of an earlier
+// draft of the ABI could not tell apart from "first part of a split".
+func splitPart(parent uint32, k, n int) (uint32, bool) {
+	if n > 1<<16-1 {
+		return 0, false
+	}
+	switch {
+	case parent == 0:
+		return uint32(k + 1), true
+	case parent < 1<<16:
+		return parent | uint32(k+1)<<16, true
+	}
+	return 0, false
+}
+
+// emit appends the outputs checked by d to st, for the inputs st.in[lo:lo+len(recs)].
+func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
+	recs := st.in[lo : lo+len(d.inputs)]
+	var slab []byte
+	if d.slab > 0 {
+		slab = make([]byte, d.slab)
+	}
+	// Settle the inputs' fates first: failures, and splits that cannot be numbered.
+	for i := range d.inputs {
+		r := &d.inputs[i]
+		switch {
+		case r.err != "":
+			st.fail(lo+i, &Error{Module: module, Kind: ErrRecord, Msg: r.err})
+		case r.bad != "":
+			st.fail(lo+i, &Error{Module: module, Func: "sluice_process", Kind: ErrInvalidOutput, Msg: r.bad})
+		case r.n > 1:
+			if _, ok := splitPart(recs[i].ID.Part, 0, int(r.n)); !ok {
+				st.fail(lo+i, &Error{Module: module, Func: "sluice_process", Kind: ErrInvalidOutput,
+					Msg: fmt.Sprintf("cannot number %d parts of a record that is part %d of an earlier split (at most two levels of splits of up to 65535 parts)", r.n, recs[i].ID.Part)})
+			}
+		}
+	}
+	count := int(le.Uint32(out))
+	p := 4
+	e := 0     // record entry
+	k := 0     // output number within its input
+	last := -1 // input of the previous entry
+	lastDest := ""
+	for range count {
+		idx := int(le.Uint32(out[p:]))
+		status := le.Uint32(out[p+4:])
+		p += 8
+		if idx != last {
+			k, last = 0, idx
+		}
+		if status == 1 {
+			_, p, _ = field(out, p)
+			continue
+		}
+		flags := d.flags[e]
+		e++
+		value, q, _ := field(out, p)
+		key, q, _ := field(out, q)
+		dest, q, _ := field(out, q)
+		hcount := int(le.Uint32(out[q:]))
+		q += 4
+		hstart := q
+		for range 2 * hcount {
+			_, q, _ = field(out, q)
+		}
+		p = q
+		if st.counts[lo+idx] < 0 {
+			continue // failed
+		}
+		in := &recs[idx]
+		// Build the record in place in st.out (a Record is 150 bytes).
+		if len(st.out) == cap(st.out) {
+			st.out = append(st.out, pipeline.Record{})
+		} else {
+			st.out = st.out[:len(st.out)+1]
+		}
+		rec := &st.out[len(st.out)-1]
+		rec.ID, rec.Received, rec.Ack = in.ID, in.Received, in.Ack
+		if flags&sameValue != 0 {
+			rec.Value = in.Value
+		} else {
+			n := copy(slab, value)
+			rec.Value, slab = slab[:n:n], slab[n:]
+		}
+		switch {
+		case len(key) == 0:
+		case flags&sameKey != 0:
+			rec.Key = in.Key
+		default:
+			n := copy(slab, key)
+			rec.Key, slab = slab[:n:n], slab[n:]
+		}
+		switch {
+		case len(dest) == 0:
+		case flags&sameDest != 0:
+			rec.Dest = in.Dest
+		case string(dest) == lastDest:
+			rec.Dest = lastDest
+		default:
+			lastDest = strings.ToValidUTF8(string(dest), "\uFFFD")
+			rec.Dest = lastDest
+		}
+		switch {
+		case hcount == 0:
+		case flags&sameHeaders != 0:
+			rec.Headers = in.Headers
+		default:
+			rec.Headers = make([]pipeline.Header, hcount)
+			q := hstart
+			for h := range hcount {
+				var hk, hv []byte
+				hk, q, _ = field(out, q)
+				hv, q, _ = field(out, q)
+				n := copy(slab, hv)
+				rec.Headers[h] = pipeline.Header{Key: string(hk), Value: slab[:n:n]}
+				slab = slab[n:]
+			}
+		}
+		if n := int(d.inputs[idx].n); n > 1 {
+			rec.ID.Part, _ = splitPart(in.ID.Part, k, n)
+		}
+		k++
+		st.counts[lo+idx]++
+	}
+}
