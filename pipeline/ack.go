@@ -37,7 +37,7 @@ func (a *Ack) Done(err error) {
 		return
 	}
 	if err != nil {
-		a.err.CompareAndSwap(nil, &err)
+		a.fail(err)
 	}
 	// The decrement is sequentially consistent, so the goroutine that takes
 	// the count to zero sees every error stored before the other decrements.
@@ -54,3 +54,7 @@ func (a *Ack) Done(err error) {
 		panic("pipeline: Ack.Done called more often than deliveries were owed")
 	}
 }
+
+// fail keeps the first error. It is a function of its own so that Done's
+// err does not escape to the heap on the common, nil path.
+func (a *Ack) fail(err error) { a.err.CompareAndSwap(nil, &err) }

@@ -74,3 +74,11 @@ func TestAckOverDonePanics(t *testing.T) {
 	}()
 	a.Done(nil)
 }
+
+func TestAckDoneNilDoesNotAllocate(t *testing.T) {
+	a := NewAck(nil)
+	a.Add(1000)
+	if n := testing.AllocsPerRun(100, func() { a.Done(nil) }); n != 0 {
+		t.Fatalf("Done(nil) allocates %v times per call, want 0", n)
+	}
+}
