@@ -30,11 +30,11 @@
 package subscribe
 
 import (
-	"fmt"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/kafkaname"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -140,7 +140,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, t := range c.Topics {
-		if err := checkTopicName(t); err != nil {
+		if err := kafkaname.CheckTopic(t); err != nil {
 			return pipeline.Invalid("topics", "topics[%d]: %v", i, err)
 		}
 		if seen[t] {
@@ -190,24 +190,6 @@ func (c *Config) Validate() error {
 	}
 	if c.SeqField == "" {
 		c.SeqField = "seq"
-	}
-	return nil
-}
-
-// checkTopicName applies Kafka's rules for topic names.
-func checkTopicName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty topic name")
-	case len(name) > 249:
-		return fmt.Errorf("%q: longer than 249 characters", name)
-	case name == "." || name == "..":
-		return fmt.Errorf("%q is not a valid topic name", name)
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("%q: topic names use a-z, A-Z, 0-9, '.', '_' and '-'", name)
-		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/kafkaname"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/tidwall/gjson"
 )
@@ -81,7 +82,7 @@ func (c *Config) Validate() error {
 	if c.Topic == "" {
 		return pipeline.Invalid("topic", "required (the topic of records without a dest)")
 	}
-	if err := checkTopicName(c.Topic); err != nil {
+	if err := kafkaname.CheckTopic(c.Topic); err != nil {
 		return pipeline.Invalid("topic", "%v", err)
 	}
 	t, err := parseKey(c.Key)
@@ -137,26 +138,6 @@ func (c *Config) Validate() error {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	case c.MaxMessageBytes < 1024:
 		return pipeline.Invalid("max_message_bytes", "%d is too small (at least 1024)", c.MaxMessageBytes)
-	}
-	return nil
-}
-
-// checkTopicName applies Kafka's rules for topic names, so that a bad name is
-// reported before it reaches a broker.
-func checkTopicName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty topic name")
-	case name == "." || name == "..":
-		return fmt.Errorf("topic name %q is not allowed", name)
-	case len(name) > 249:
-		return fmt.Errorf("topic name is %d characters long, the limit is 249", len(name))
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("topic name %q: only a-z, A-Z, 0-9, '.', '_' and '-' are allowed", name)
-		}
 	}
 	return nil
 }

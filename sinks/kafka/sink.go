@@ -17,12 +17,13 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/internal/kafkaname"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
 // IDHeader is the message header that carries a record's identity,
-// "<device>/<seq>/<part>", so that consumers can drop duplicates.
-const IDHeader = "sluice-id"
+// "<device>/<seq>/<part>"; see package kafkaname.
+const IDHeader = kafkaname.IDHeader
 
 // Errors that callers can test with errors.Is.
 var (
@@ -503,7 +504,7 @@ func (s *Sink) checkDests(ctx context.Context, b pipeline.Batch, rejected pipeli
 			dests = map[string]error{}
 		}
 		if _, ok := dests[d]; !ok {
-			if err := checkTopicName(d); err != nil {
+			if err := kafkaname.CheckTopic(d); err != nil {
 				dests[d] = fmt.Errorf("%w: %v", ErrInvalidTopic, err)
 			} else {
 				dests[d] = nil

@@ -1,11 +1,11 @@
 package kafka
 
 import (
-	"fmt"
 	"net"
 	"slices"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/kafkaname"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -99,7 +99,7 @@ func (c *Config) Validate() error {
 		return pipeline.Invalid("topic", "required: set topic or topics")
 	}
 	for _, t := range c.topics {
-		if err := checkTopicName(t); err != nil {
+		if err := kafkaname.CheckTopic(t); err != nil {
 			field := "topic"
 			if c.Topic == "" {
 				field = "topics"
@@ -174,25 +174,6 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval >= c.SessionTimeout {
 		return pipeline.Invalid("heartbeat_interval", "%v must be less than session_timeout (%v)", c.HeartbeatInterval, c.SessionTimeout)
-	}
-	return nil
-}
-
-// checkTopicName applies Kafka's rules for topic names.
-func checkTopicName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty topic name")
-	case name == "." || name == "..":
-		return fmt.Errorf("topic name %q is not allowed", name)
-	case len(name) > 249:
-		return fmt.Errorf("topic name is %d characters long, the limit is 249", len(name))
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("topic name %q: only a-z, A-Z, 0-9, '.', '_' and '-' are allowed", name)
-		}
 	}
 	return nil
 }

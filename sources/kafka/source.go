@@ -16,12 +16,13 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/internal/kafkaname"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
 // IDHeader is the message header that carries a record's identity,
-// "<device>/<seq>/<part>", as written by the Kafka sink.
-const IDHeader = "sluice-id"
+// "<device>/<seq>/<part>"; see package kafkaname.
+const IDHeader = kafkaname.IDHeader
 
 // Errors that callers can test with errors.Is.
 var (
