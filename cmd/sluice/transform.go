@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,13 +29,20 @@ value per line; blank lines are skipped) and prints one JSON line per
 outcome, in input order:
 
   {"line":1,"value":{...}}                       an output record
-  {"line":1,"value":{...},"key":"k","dest":"t"}  with its key, dest, headers if set
+  {"line":1,"value":{...},"key":"k","dest":"t","headers":[["name","value"]]}
+                                                 with its key, dest, headers if set
   {"line":2,"filtered":true}                     the input was dropped
   {"line":3,"error":"sluice_process: ..."}       the input failed
 
-A split input prints one line per output. With --expect, the outcomes are
-compared with a file in the same format (as JSON values: key order and
-spacing do not matter) and the exit status is 1 on any difference.
+"line" is the input's line number. A split input prints one line per
+output. A failed record is an outcome, not a failure of the command: the
+exit status is 0 unless --expect finds a difference.
+
+With --expect, the outcomes are compared, input line by input line, with a
+file in the same format, as JSON values: key order and spacing do not
+matter, numbers must be written the same way (1.0 is not 1). On any
+difference each one is printed to stderr, with the field that differs, and
+the exit status is 1.
 
 flags:
 `
@@ -128,12 +138,12 @@ func transformCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *expect == "" {
 		return 0
 	}
-	want, err := readLines(*expect)
+	want, err := readExpect(*expect)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice transform test: --expect: %v\n", err)
 		return 1
 	}
-	if diffs := diffOutcomes(outcomes, want); len(diffs) > 0 {
+	if diffs := diffOutcomes(outcomes, want, *expect); len(diffs) > 0 {
 		for _, d := range diffs {
 			fmt.Fprintln(stderr, d)
 		}
@@ -150,8 +160,9 @@ type kvFlags []string
 func (k *kvFlags) String() string { return strings.Join(*k, ",") }
 
 func (k *kvFlags) Set(v string) error {
-	if !strings.Contains(v, "=") || strings.HasPrefix(v, "=") {
-		return fmt.Errorf("want key=value, got %q", v)
+	key, _, ok := strings.Cut(v, "=")
+	if !ok || slices.Contains(strings.Split(key, "."), "") {
+		return fmt.Errorf("want key=value (a.b=value for a nested field), got %q", v)
 	}
 	*k = append(*k, v)
 	return nil
@@ -191,7 +202,9 @@ func buildConfig(js string, kvs kvFlags) (map[string]any, error) {
 // Each record's ID is input/<line number>.
 func readRecords(path string) (pipeline.Batch, []int, error) {
 	var r io.Reader = os.Stdin
+	name := "stdin"
 	if path != "-" {
+		name = path
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--input: %w", err)
@@ -210,7 +223,9 @@ func readRecords(path string) (pipeline.Batch, []int, error) {
 			continue
 		}
 		if !json.Valid(line) {
-			return nil, nil, fmt.Errorf("%s:%d: not a JSON value", path, n)
+			var v json.RawMessage
+			err := json.Unmarshal(line, &v)
+			return nil, nil, fmt.Errorf("--input %s:%d: not a JSON value: %v", name, n, err)
 		}
 		recs = append(recs, pipeline.Record{
 			Value:    bytes.Clone(line),
@@ -227,14 +242,14 @@ func readRecords(path string) (pipeline.Batch, []int, error) {
 
 // outcome is one printed line.
 type outcome struct {
-	Line     int               `json:"line"`
-	Value    json.RawMessage   `json:"value,omitempty"`
-	ValueRaw string            `json:"value_raw,omitempty"` // a value that is not JSON (validate_output off)
-	Key      string            `json:"key,omitempty"`
-	Dest     string            `json:"dest,omitempty"`
-	Headers  map[string]string `json:"headers,omitempty"`
-	Filtered bool              `json:"filtered,omitempty"`
-	Error    string            `json:"error,omitempty"`
+	Line     int             `json:"line"`
+	Value    json.RawMessage `json:"value,omitempty"`
+	ValueRaw string          `json:"value_raw,omitempty"` // a value that is not JSON (validate_output off)
+	Key      string          `json:"key,omitempty"`
+	Dest     string          `json:"dest,omitempty"`
+	Headers  [][2]string     `json:"headers,omitempty"` // [name, value] pairs, in order: names may repeat
+	Filtered bool            `json:"filtered,omitempty"`
+	Error    string          `json:"error,omitempty"`
 }
 
 // outcomeLines lists, in input order, every output, failure and filtered
@@ -248,11 +263,8 @@ func outcomeLines(in pipeline.Batch, lines []int, out pipeline.Batch, failed []p
 		} else {
 			o.ValueRaw = string(r.Value)
 		}
-		if len(r.Headers) > 0 {
-			o.Headers = map[string]string{}
-			for _, h := range r.Headers {
-				o.Headers[h.Key] = string(h.Value)
-			}
+		for _, h := range r.Headers {
+			o.Headers = append(o.Headers, [2]string{h.Key, string(h.Value)})
 		}
 		bySeq[r.ID.Seq] = append(bySeq[r.ID.Seq], o)
 	}
@@ -271,9 +283,9 @@ func outcomeLines(in pipeline.Batch, lines []int, out pipeline.Batch, failed []p
 			list = []outcome{{Line: n, Filtered: true}}
 		}
 		for _, o := range list {
-			b, err := json.Marshal(o)
+			b, err := marshalLine(o)
 			if err != nil { // a value json.Valid accepted but Marshal did not
-				b, _ = json.Marshal(outcome{Line: o.Line, ValueRaw: string(o.Value)})
+				b, _ = marshalLine(outcome{Line: o.Line, ValueRaw: string(o.Value)})
 			}
 			res = append(res, b)
 		}
@@ -281,40 +293,182 @@ func outcomeLines(in pipeline.Batch, lines []int, out pipeline.Batch, failed []p
 	return res
 }
 
-func readLines(path string) ([][]byte, error) {
+// marshalLine encodes o on one line, without json.Marshal's HTML escaping:
+// a value holding "<" prints as the transform wrote it, not as "\u003c".
+func marshalLine(o outcome) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(o); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// expected is one line of an --expect file.
+type expected struct {
+	n    int    // its line number in the file
+	text []byte // the line
+}
+
+// readExpect reads the non-blank lines of an --expect file.
+func readExpect(path string) ([]expected, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var lines [][]byte
-	for _, l := range bytes.Split(b, []byte("\n")) {
+	var lines []expected
+	for i, l := range bytes.Split(b, []byte("\n")) {
 		if l = bytes.TrimSpace(l); len(l) > 0 {
-			lines = append(lines, l)
+			lines = append(lines, expected{i + 1, l})
 		}
 	}
 	return lines, nil
 }
 
-// diffOutcomes compares got and want line by line as JSON values.
-func diffOutcomes(got, want [][]byte) []string {
+// diffOutcomes compares the outcomes with the --expect file's lines as JSON
+// values, input line by input line, so that a missing or extra outcome
+// shows as that and does not shift every outcome after it. Each difference
+// is one message, with both lines and the fields that differ.
+func diffOutcomes(got [][]byte, want []expected, wantPath string) []string {
 	var diffs []string
-	for i := 0; i < max(len(got), len(want)); i++ {
-		switch {
-		case i >= len(want):
-			diffs = append(diffs, fmt.Sprintf("outcome %d: unexpected %s", i+1, got[i]))
-		case i >= len(got):
-			diffs = append(diffs, fmt.Sprintf("outcome %d: missing %s", i+1, want[i]))
-		default:
-			g, errG := decodeJSON(got[i])
-			w, errW := decodeJSON(want[i])
-			if errW != nil {
-				diffs = append(diffs, fmt.Sprintf("outcome %d: the expected line is not JSON: %v", i+1, errW))
-			} else if errG != nil || !reflect.DeepEqual(g, w) {
-				diffs = append(diffs, fmt.Sprintf("outcome %d:\n  got  %s\n  want %s", i+1, got[i], want[i]))
+	type item struct {
+		text []byte
+		v    any
+	}
+	gotBy, wantBy := map[int][]item{}, map[int][]item{}
+	var order []int
+	seen := map[int]bool{}
+	add := func(by map[int][]item, n int, it item) {
+		by[n] = append(by[n], it)
+		if !seen[n] {
+			seen[n] = true
+			order = append(order, n)
+		}
+	}
+	for _, g := range got {
+		v, _ := decodeJSON(g) // our own output: always JSON with a line
+		add(gotBy, lineOf(v), item{g, v})
+	}
+	for _, w := range want {
+		v, err := decodeJSON(w.text)
+		if err != nil {
+			diffs = append(diffs, fmt.Sprintf("%s:%d: not JSON: %v", wantPath, w.n, err))
+			continue
+		}
+		n := lineOf(v)
+		if n <= 0 {
+			diffs = append(diffs, fmt.Sprintf(`%s:%d: no "line" (the input's line number, a positive integer): %s`, wantPath, w.n, w.text))
+			continue
+		}
+		add(wantBy, n, item{w.text, v})
+	}
+	slices.Sort(order)
+	for _, n := range order {
+		gs, ws := gotBy[n], wantBy[n]
+		for i := range max(len(gs), len(ws)) {
+			switch {
+			case i >= len(ws):
+				diffs = append(diffs, fmt.Sprintf("input line %d: unexpected outcome\n  got  %s", n, gs[i].text))
+			case i >= len(gs):
+				diffs = append(diffs, fmt.Sprintf("input line %d: missing outcome\n  want %s", n, ws[i].text))
+			default:
+				if where := differences(gs[i].v, ws[i].v); len(where) > 0 {
+					diffs = append(diffs, fmt.Sprintf("input line %d: %s\n  got  %s\n  want %s", n, strings.Join(where, "; "), gs[i].text, ws[i].text))
+				}
 			}
 		}
 	}
 	return diffs
+}
+
+// lineOf returns the "line" member of an outcome, or 0.
+func lineOf(v any) int {
+	m, _ := v.(map[string]any)
+	num, _ := m["line"].(json.Number)
+	n, err := strconv.Atoi(string(num))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// differences lists where got and want (decoded JSON) differ, as paths
+// (value.temp_f, headers[1]) with both sides, at most 5; none when they are
+// equal.
+func differences(got, want any) []string {
+	var out []string
+	jsonDiff("", got, want, &out)
+	if len(out) > 5 {
+		out = append(out[:5], fmt.Sprintf("and %d more", len(out)-5))
+	}
+	return out
+}
+
+func jsonDiff(path string, got, want any, out *[]string) {
+	at := path
+	if at == "" {
+		at = "the outcome"
+	}
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := slices.Sorted(maps.Keys(w))
+		for _, k := range slices.Sorted(maps.Keys(g)) {
+			if _, ok := w[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			gv, gok := g[k]
+			wv, wok := w[k]
+			switch {
+			case !gok:
+				*out = append(*out, fmt.Sprintf("%s: missing, want %s", p, compact(wv)))
+			case !wok:
+				*out = append(*out, fmt.Sprintf("%s: got %s, want none", p, compact(gv)))
+			default:
+				jsonDiff(p, gv, wv, out)
+			}
+		}
+		return
+	case []any:
+		g, ok := got.([]any)
+		if !ok {
+			break
+		}
+		if len(g) != len(w) {
+			*out = append(*out, fmt.Sprintf("%s: got %d elements, want %d", at, len(g), len(w)))
+			return
+		}
+		for i := range w {
+			jsonDiff(fmt.Sprintf("%s[%d]", path, i), g[i], w[i], out)
+		}
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		*out = append(*out, fmt.Sprintf("%s: got %s, want %s", at, compact(got), compact(want)))
+	}
+}
+
+// compact renders a decoded JSON value, shortened when it is long.
+func compact(v any) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	s := strings.TrimSpace(b.String())
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
 }
 
 func decodeJSON(b []byte) (any, error) {
@@ -323,6 +477,9 @@ func decodeJSON(b []byte) (any, error) {
 	var v any
 	if err := d.Decode(&v); err != nil {
 		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("more than one JSON value on the line")
 	}
 	return v, nil
 }
