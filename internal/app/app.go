@@ -30,6 +30,9 @@ type Reloader interface {
 	Reload(ctx context.Context) error
 }
 
+// buildTimeout bounds building every component at start.
+const buildTimeout = 5 * time.Minute
+
 // Serve builds and runs every pipeline of file until ctx is done. started,
 // if not nil, is called with the HTTP servers once they listen.
 func Serve(ctx context.Context, file *pipeline.File, log *slog.Logger, started func(*pipeline.Servers)) error {
@@ -38,7 +41,12 @@ func Serve(ctx context.Context, file *pipeline.File, log *slog.Logger, started f
 	servers := pipeline.NewServers(log)
 	env := pipeline.Env{Logger: log, Metrics: metrics, Dir: filepath.Dir(file.Path), HTTP: servers}
 
-	buildCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Each component bounds its own network checks (an unreachable Kafka
+	// or ClickHouse fails within seconds, naming the service); this bound
+	// is only a backstop against a hang. It is generous because compiling
+	// a large WASM module (a Go guest is megabytes) is CPU work that can
+	// take tens of seconds on a loaded machine, and is not a hang.
+	buildCtx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	reg := registry.Default()
 	pipes, err := reg.Build(buildCtx, file, env)
