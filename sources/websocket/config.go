@@ -13,6 +13,7 @@ package websocket
 import (
 	"time"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -52,6 +53,14 @@ type Config struct {
 	// OriginPatterns lists the browser origins allowed besides the server's
 	// own host (e.g. "localhost:*"); see coder/websocket AcceptOptions.
 	OriginPatterns []string `yaml:"origin_patterns"`
+	// TLS serves the address over TLS (wss://) with a certificate and key
+	// from files, re-read when they change. Every component on the same
+	// address must have the same tls settings. See docs/security.md.
+	TLS *auth.TLSConfig `yaml:"tls"`
+	// Auth requires a bearer token (static or JWT) before the upgrade;
+	// auth.device_claim limits the device ids a connection may send as.
+	// Without it every client is accepted. See docs/security.md.
+	Auth *auth.Config `yaml:"auth"`
 }
 
 // Validate fills defaults and checks the config.
@@ -98,6 +107,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Linger < 0 {
 		return pipeline.Invalid("linger", "must be positive")
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Auth != nil {
+		if err := c.Auth.Validate(false); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/tidwall/gjson"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -24,9 +25,13 @@ type conn struct {
 	s      *Source
 	ws     *websocket.Conn
 	device string // ?device_id= of the connection, for records without one
-	remote string
-	ctx    context.Context
-	cancel context.CancelFunc
+	// devices, when not nil, are the device ids the connection's token
+	// grants: a record of any other device is nacked.
+	devices     *auth.Grant
+	spoofLogged bool // read loop only
+	remote      string
+	ctx         context.Context
+	cancel      context.CancelFunc
 
 	// window holds one token per unacknowledged record.
 	window chan struct{}
@@ -49,18 +54,19 @@ type nack struct {
 	Error  string `json:"error"`
 }
 
-func newConn(s *Source, ws *websocket.Conn, r *http.Request) *conn {
+func newConn(s *Source, ws *websocket.Conn, r *http.Request, device string, devices *auth.Grant) *conn {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	return &conn{
-		s:      s,
-		ws:     ws,
-		device: r.URL.Query().Get("device_id"),
-		remote: r.RemoteAddr,
-		ctx:    ctx,
-		cancel: cancel,
-		window: make(chan struct{}, s.cfg.Window),
-		ring:   make([]bool, s.cfg.Window),
-		wake:   make(chan struct{}, 1),
+		s:       s,
+		ws:      ws,
+		device:  device,
+		devices: devices,
+		remote:  r.RemoteAddr,
+		ctx:     ctx,
+		cancel:  cancel,
+		window:  make(chan struct{}, s.cfg.Window),
+		ring:    make([]bool, s.cfg.Window),
+		wake:    make(chan struct{}, 1),
 	}
 }
 
@@ -206,6 +212,17 @@ func (c *conn) parse(line []byte) (pipeline.ID, []byte, error) {
 	case c.device != "":
 		id.Device = c.device
 		line = withField(line, c.s.cfg.DeviceField, c.device)
+	}
+	if c.devices != nil && !c.devices.Allows(id.Device) {
+		c.s.m.spoofed.Inc()
+		if !c.spoofLogged {
+			c.spoofLogged = true // once per connection: the nacks tell the rest
+			c.s.log.Warn("record refused: device_id not granted by the connection's token", "remote", c.remote, "device", id.Device, "granted", c.devices.String())
+		}
+		if id.Device == "" {
+			return id, nil, fmt.Errorf("missing %s: the token grants several devices (%s); name one in each record or in ?device_id=", c.s.cfg.DeviceField, c.devices)
+		}
+		return id, nil, fmt.Errorf("%s %q is not granted by the connection's token (claim %s): a device may send only as itself", c.s.cfg.DeviceField, id.Device, c.s.cfg.Auth.DeviceClaim)
 	}
 	if seq.Exists() {
 		n, err := strconv.ParseUint(seq.Raw, 10, 64)

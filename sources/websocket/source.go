@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -19,9 +20,10 @@ var _ pipeline.Source = (*Source)(nil)
 
 // Source accepts device connections and turns their frames into records.
 type Source struct {
-	cfg Config
-	log *slog.Logger
-	m   *metrics
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	guard *auth.Guard // nil without auth
 
 	// recs carries the records of one frame from a connection to Run,
 	// which batches them. One send per frame keeps a device's order.
@@ -56,6 +58,16 @@ func New(_ context.Context, cfg Config, env pipeline.Env) (*Source, error) {
 		recs:  make(chan []pipeline.Record, 64),
 		conns: map[*conn]struct{}{},
 	}
+	if cfg.Auth != nil {
+		g, err := auth.NewGuard(env.Dir, *cfg.Auth, log, auth.NewMetrics(env.Metrics, "sluice_websocket_auth_failures_total"))
+		if err != nil {
+			return nil, err
+		}
+		s.guard = g
+	}
+	if err := auth.Listen(env.HTTP, env.Dir, cfg.Listen, "the websocket source ("+cfg.Path+")", cfg.TLS, log); err != nil {
+		return nil, err
+	}
 	if err := env.HTTP.Handle(cfg.Listen, cfg.Path, s); err != nil {
 		return nil, fmt.Errorf("websocket: %w", err)
 	}
@@ -72,7 +84,37 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sluice is shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	device := r.URL.Query().Get("device_id")
+	var devices *auth.Grant
+	if s.guard != nil {
+		// Authenticated before the upgrade: a refused client gets HTTP 401
+		// and never a WebSocket.
+		id := s.guard.Check(w, r)
+		if id == nil {
+			return
+		}
+		g := s.guard.Devices(id)
+		switch {
+		case g.All:
+		case len(g.Names) == 0:
+			s.guard.Forbid(w, r, id, fmt.Sprintf("the token grants no device (claim %s)", s.cfg.Auth.DeviceClaim))
+			return
+		case device != "" && !g.Allows(device):
+			s.guard.Forbid(w, r, id, fmt.Sprintf("device_id %q is not granted by the token (claim %s)", device, s.cfg.Auth.DeviceClaim))
+			return
+		case device == "" && len(g.Names) == 1:
+			device = g.Names[0]
+		}
+		if !g.All {
+			devices = &g
+		}
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns: s.cfg.OriginPatterns,
+		// Selected when offered, so that a browser may carry its token in
+		// a second subprotocol (docs/security.md).
+		Subprotocols: []string{auth.Subprotocol},
+	})
 	if err != nil {
 		s.log.Info("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
@@ -80,7 +122,7 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Draining an oversized frame is bounded by this hard limit; past it the
 	// connection is closed with status 1009 (message too big).
 	ws.SetReadLimit(int64(max(64<<20, 16*s.cfg.MaxRecordBytes)))
-	c := newConn(s, ws, r)
+	c := newConn(s, ws, r, device, devices)
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
@@ -203,6 +245,7 @@ type metrics struct {
 	conns    prometheus.Gauge
 	received prometheus.Counter
 	rejected prometheus.Counter
+	spoofed  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -212,10 +255,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		received: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_websocket_records_received_total", Help: "Records received from devices."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sluice_websocket_records_rejected_total", Help: "Records nacked on arrival (malformed, oversized)."}),
+			Name: "sluice_websocket_records_rejected_total", Help: "Records nacked on arrival (malformed, oversized, device not granted)."}),
+		spoofed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_websocket_records_device_refused_total", Help: "Records nacked because their device_id is not granted by the connection's token (auth.device_claim)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.conns, m.received, m.rejected} {
+		for _, c := range []prometheus.Collector{m.conns, m.received, m.rejected, m.spoofed} {
 			_ = reg.Register(c) // a second source on the same registry keeps its own unregistered copy
 		}
 	}

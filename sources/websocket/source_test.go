@@ -55,10 +55,17 @@ type harness struct {
 
 func start(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startEnv(t, cfg, pipeline.Env{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// startEnv is start with env's logger, metrics and directory.
+func startEnv(t *testing.T, cfg Config, env pipeline.Env) *harness {
+	t.Helper()
+	log := env.Logger
 	servers := pipeline.NewServers(log)
+	env.HTTP = servers
 	cfg.Listen = "127.0.0.1:0"
-	src, err := New(context.Background(), cfg, pipeline.Env{Logger: log, HTTP: servers})
+	src, err := New(context.Background(), cfg, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +75,11 @@ func start(t *testing.T, cfg Config) *harness {
 	sink := &memSink{failValue: "FAIL"}
 	p := &pipeline.Pipeline{Name: "ws", Source: src, Sinks: []pipeline.Stage[pipeline.Sink]{{Name: "mem", C: sink}}, Logger: log}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{url: "ws://" + servers.Addr("127.0.0.1:0").String() + src.cfg.Path, sink: sink, cancel: cancel, done: make(chan error, 1)}
+	scheme := "ws://"
+	if servers.TLS(cfg.Listen) != nil {
+		scheme = "wss://"
+	}
+	h := &harness{url: scheme + servers.Addr("127.0.0.1:0").String() + src.cfg.Path, sink: sink, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- p.Run(ctx) }()
 	t.Cleanup(func() {
 		h.stop()
