@@ -34,6 +34,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/internal/kafkaname"
 	"github.com/sluicehq/sluice/pipeline"
 )
@@ -106,6 +107,14 @@ type Config struct {
 	// OriginPatterns lists the browser origins allowed besides the server's
 	// own host (e.g. "localhost:*"); see coder/websocket AcceptOptions.
 	OriginPatterns []string `yaml:"origin_patterns"`
+	// TLS serves the address over TLS (wss://, https:// for the view) with
+	// a certificate and key from files, re-read when they change. Every
+	// component on the same address must have the same tls settings.
+	TLS *auth.TLSConfig `yaml:"tls"`
+	// Auth requires a bearer token (static or JWT) before the upgrade;
+	// auth.topic_claim and auth.device_claim limit what a subscriber may
+	// read. Without it every client is accepted. See docs/security.md.
+	Auth *auth.Config `yaml:"auth"`
 }
 
 // Defaults.
@@ -190,6 +199,16 @@ func (c *Config) Validate() error {
 	}
 	if c.SeqField == "" {
 		c.SeqField = "seq"
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Auth != nil {
+		if err := c.Auth.Validate(true); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -28,6 +29,10 @@ const (
 	// StatusBadRequest closes a subscription whose parameters are invalid;
 	// the reason says which. Retrying the same request is pointless.
 	StatusBadRequest websocket.StatusCode = 4400
+	// StatusForbidden closes a subscription that the client's token does
+	// not grant (a topic or device outside its claims). Retrying with the
+	// same token is pointless.
+	StatusForbidden websocket.StatusCode = 4403
 	// StatusUnknownTopic closes a subscription to a topic the endpoint does
 	// not serve. Retrying the same request is pointless.
 	StatusUnknownTopic websocket.StatusCode = 4404
@@ -47,6 +52,7 @@ type Endpoint struct {
 	m      *metrics
 	client *kafka.Client
 	hubs   map[string]*hub
+	guard  *auth.Guard // nil without auth
 	// refresh is how often hubs look for new partitions (partitionRefresh;
 	// tests shorten it).
 	refresh time.Duration
@@ -75,6 +81,19 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Endpoint, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Files first: a missing certificate or key is reported before Kafka
+	// is asked anything.
+	var guard *auth.Guard
+	if cfg.Auth != nil {
+		g, err := auth.NewGuard(env.Dir, *cfg.Auth, log, auth.NewMetrics(env.Metrics, "sluice_subscribe_auth_failures_total"))
+		if err != nil {
+			return nil, err
+		}
+		guard = g
+	}
+	if err := auth.Listen(env.HTTP, env.Dir, cfg.Listen, "the subscriptions endpoint ("+cfg.Path+")", cfg.TLS, log); err != nil {
+		return nil, err
+	}
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: kafkaTimeout}
 	cctx, cancel := context.WithTimeout(ctx, kafkaTimeout)
 	md, err := client.Metadata(cctx, &kafka.MetadataRequest{Topics: cfg.Topics})
@@ -94,6 +113,7 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Endpoint, error) {
 		m:       newMetrics(env.Metrics),
 		client:  client,
 		hubs:    map[string]*hub{},
+		guard:   guard,
 		refresh: partitionRefresh,
 		ctx:     ectx,
 		cancel:  ecancel,
@@ -177,7 +197,7 @@ func (e *Endpoint) Close(ctx context.Context) error {
 // (status 4400 or 4404 with the reason), which browsers can read.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		http.Error(w, "this is a WebSocket endpoint: connect with ws://"+r.Host+e.cfg.Path+"?topic=<topic>&from=latest (see docs/subscribe.md)", http.StatusBadRequest)
+		http.Error(w, "this is a WebSocket endpoint: connect with "+wsScheme(r)+"://"+r.Host+e.cfg.Path+"?topic=<topic>&from=latest (see docs/subscribe.md)", http.StatusBadRequest)
 		return
 	}
 	e.mu.Lock()
@@ -190,8 +210,22 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.mu.Unlock()
 	defer e.wg.Done()
 
+	// Authenticated before the upgrade: a refused client gets HTTP 401 and
+	// never a WebSocket. What the token grants is checked after it, so
+	// that a browser can read the reason in the close frame (4403).
+	var id *auth.Identity
+	if e.guard != nil {
+		if id = e.guard.Check(w, r); id == nil {
+			return
+		}
+	}
 	hj := &hijacker{ResponseWriter: w, sendBuffer: e.cfg.SendBuffer, timeout: e.cfg.WriteTimeout}
-	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{OriginPatterns: e.cfg.OriginPatterns})
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
+		OriginPatterns: e.cfg.OriginPatterns,
+		// Selected when offered, so that a browser may carry its token in
+		// a second subprotocol (docs/security.md).
+		Subprotocols: []string{auth.Subprotocol},
+	})
 	if err != nil {
 		e.log.Info("subscriptions: websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
@@ -214,6 +248,13 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(StatusBadRequest, reason(err.Error()))
 		return
 	}
+	if id != nil {
+		if msg := e.authorize(id, topic, &f); msg != "" {
+			e.guard.Refused(r, id, msg)
+			_ = ws.Close(StatusForbidden, reason(msg))
+			return
+		}
+	}
 	if err := h.waitReady(e.ctx, kafkaTimeout); err != nil {
 		_ = ws.Close(StatusUnavailable, reason("topic "+topic+" is not available yet; retry later"))
 		return
@@ -232,6 +273,35 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.mu.Unlock()
 	}()
 	s.serve(from)
+}
+
+// authorize checks that id's token grants topic and the devices the
+// filter asks for, and limits a filter that asks for no device to the
+// devices granted. It returns why not, or "".
+func (e *Endpoint) authorize(id *auth.Identity, topic string, f *filter) string {
+	if g := e.guard.Topics(id); !g.Allows(topic) {
+		return fmt.Sprintf("topic %q is not granted by the token (claim %s)", topic, e.cfg.Auth.TopicClaim)
+	}
+	g := e.guard.Devices(id)
+	if g.All {
+		return ""
+	}
+	if len(g.Names) == 0 {
+		return fmt.Sprintf("the token grants no device (claim %s)", e.cfg.Auth.DeviceClaim)
+	}
+	if f.devices == nil {
+		f.devices = map[string]struct{}{}
+		for _, d := range g.Names {
+			f.devices[d] = struct{}{}
+		}
+		return ""
+	}
+	for d := range f.devices {
+		if !g.Allows(d) {
+			return fmt.Sprintf("device_id %q is not granted by the token (claim %s)", d, e.cfg.Auth.DeviceClaim)
+		}
+	}
+	return ""
 }
 
 // reason trims a close reason to the 123 bytes a close frame can carry.
@@ -350,4 +420,12 @@ func (e *Endpoint) newReader(topic string, partition int, offset int64, queue in
 	})
 	_ = r.SetOffset(offset)
 	return r
+}
+
+// wsScheme is the WebSocket scheme of the connection r came on.
+func wsScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "wss"
+	}
+	return "ws"
 }

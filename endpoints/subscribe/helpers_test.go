@@ -56,13 +56,21 @@ func start(t testing.TB, brokers []string, topic string, cfg Config) *harness {
 // runs.
 func startWith(t testing.TB, brokers []string, topic string, cfg Config, hook func(*Endpoint)) *harness {
 	t.Helper()
-	log := quietLog()
+	return startEnv(t, brokers, topic, cfg, pipeline.Env{Logger: quietLog()}, hook)
+}
+
+// startEnv is startWith with env's logger and directory; cfg.Topics, when
+// set, are served besides topic.
+func startEnv(t testing.TB, brokers []string, topic string, cfg Config, env pipeline.Env, hook func(*Endpoint)) *harness {
+	t.Helper()
+	log := env.Logger
 	servers := pipeline.NewServers(log)
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Brokers = brokers
-	cfg.Topics = []string{topic}
+	cfg.Topics = append([]string{topic}, cfg.Topics...)
 	reg := prometheus.NewRegistry()
-	e, err := New(context.Background(), cfg, pipeline.Env{Logger: log, HTTP: servers, Metrics: reg})
+	env.HTTP, env.Metrics = servers, reg
+	e, err := New(context.Background(), cfg, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +94,18 @@ func startWith(t testing.TB, brokers []string, topic string, cfg Config, hook fu
 		_ = servers.Shutdown(cctx)
 	})
 	addr := servers.Addr("127.0.0.1:0").String()
-	h := &harness{e: e, url: "ws://" + addr + e.cfg.Path, base: "http://" + addr, metrics: reg, topic: topic, brokers: brokers}
-	// Wait until the hub reads the topic, so that "latest" means now.
+	ws, web := "ws://", "http://"
+	if servers.TLS(cfg.Listen) != nil {
+		ws, web = "wss://", "https://"
+	}
+	h := &harness{e: e, url: ws + addr + e.cfg.Path, base: web + addr, metrics: reg, topic: topic, brokers: brokers}
+	// Wait until the hubs read their topics, so that "latest" means now.
 	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer rcancel()
-	if err := e.hubs[topic].waitReady(rctx, 20*time.Second); err != nil {
-		t.Fatalf("hub not ready: %v", err)
+	for _, tp := range cfg.Topics {
+		if err := e.hubs[tp].waitReady(rctx, 20*time.Second); err != nil {
+			t.Fatalf("hub of %s not ready: %v", tp, err)
+		}
 	}
 	return h
 }

@@ -27,7 +27,9 @@ func (e *Endpoint) mountUI(srv *pipeline.Servers) error {
 		Path        string   `json:"path"`
 		Topics      []string `json:"topics"`
 		HeartbeatMS int64    `json:"heartbeat_ms"`
-	}{e.cfg.Path, e.cfg.Topics, e.cfg.Heartbeat.Milliseconds()})
+		// Auth tells the page to ask for a token.
+		Auth bool `json:"auth"`
+	}{e.cfg.Path, e.cfg.Topics, e.cfg.Heartbeat.Milliseconds(), e.cfg.Auth != nil})
 	if err != nil {
 		return err
 	}

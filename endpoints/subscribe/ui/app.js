@@ -7,7 +7,7 @@
   const MAX_ROWS = 200;         // rows kept in the table
   const SECONDS = 60;           // width of the rate chart
   const DEDUPE = 10000;         // record ids remembered across reconnects
-  const NO_RETRY = new Set([4400, 4404]);
+  const NO_RETRY = new Set([4400, 4403, 4404]);
 
   let conf = { path: '/subscribe', topics: [], heartbeat_ms: 5000 };
   let ws = null;
@@ -46,10 +46,27 @@
     return u.toString();
   }
 
+  // The token travels as a subprotocol, "sluice.bearer.<base64url>",
+  // beside "sluice" (browsers cannot set an Authorization header on a
+  // WebSocket, and a URL would put it in logs; docs/security.md). It is
+  // kept in sessionStorage: gone when the tab closes.
+  function protocols() {
+    const tok = $('token').value.trim();
+    if (!tok) return undefined;
+    let bin = '';
+    for (const b of new TextEncoder().encode(tok)) bin += String.fromCharCode(b);
+    return ['sluice', 'sluice.bearer.' + btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')];
+  }
+
   function connect() {
     clearTimeout(retryTimer);
-    const sock = new WebSocket(subscribeURL());
+    if (conf.auth) {
+      try { sessionStorage.setItem('sluice-token', $('token').value.trim()); } catch { /* storage disabled */ }
+    }
+    const sock = new WebSocket(subscribeURL(), protocols());
     ws = sock;
+    let opened = false;
+    sock.onopen = () => { opened = true; };
     lastMessage = Date.now();
     status('retry', attempt ? 'reconnecting…' : 'connecting…');
     sock.onmessage = (ev) => {
@@ -102,6 +119,7 @@
         return;
       }
       if (ev.code === 4000) say('Disconnected for falling behind; resuming from the last position.');
+      else if (conf.auth && !opened) say('Could not connect: is the token right? (a refused token gets HTTP 401, which a browser does not show)', true);
       else if (ev.reason) say(ev.reason);
       retry(ev.code);
     };
@@ -278,6 +296,10 @@
     if (q.get('from')) $('from').value = q.get('from');
     if (q.get('device_id')) $('device').value = q.get('device_id');
     if (q.get('where')) $('where').value = q.get('where');
+    if (conf.auth) {
+      $('token-label').hidden = false;
+      try { $('token').value = sessionStorage.getItem('sluice-token') || ''; } catch { /* storage disabled */ }
+    }
     drawChart();
     if (q.get('connect') === '1') $('controls').requestSubmit();
   }).catch((err) => say('Could not load config.json: ' + err, true));
