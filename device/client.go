@@ -3,10 +3,12 @@ package device
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -77,9 +79,21 @@ type Options struct {
 	Backoff backoff.BackOff
 	// DialTimeout bounds one connection attempt (default 10s).
 	DialTimeout time.Duration
-	// DialOptions are passed to websocket.Dial (HTTP headers for
-	// authentication, a custom HTTP client); nil uses the defaults.
+	// DialOptions are passed to websocket.Dial (extra HTTP headers, a
+	// custom HTTP client); nil uses the defaults.
 	DialOptions *websocket.DialOptions
+	// Token is the bearer token (a static token or a JWT) for a source
+	// with auth:, sent as "Authorization: Bearer <token>". See
+	// docs/security.md.
+	Token string
+	// TokenFunc, if set, returns the token before every connection
+	// attempt instead of Token, so that a renewed JWT is used after a
+	// reconnect. An error fails that attempt; the client retries.
+	TokenFunc func(ctx context.Context) (string, error)
+	// TLSConfig configures wss:// connections, e.g. RootCAs trusting a
+	// private CA (nil: the system's roots). It cannot be combined with
+	// DialOptions.HTTPClient: configure that client's transport instead.
+	TLSConfig *tls.Config
 	// Logger receives connection events (default slog.Default()).
 	Logger *slog.Logger
 	// OnNack, if set, is called for each record the server rejected for
@@ -126,6 +140,9 @@ func (o *Options) fill() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.TLSConfig != nil && o.DialOptions != nil && o.DialOptions.HTTPClient != nil {
+		return errors.New("device: set Options.TLSConfig or DialOptions.HTTPClient, not both (give the client's transport the TLS config)")
 	}
 	return nil
 }
@@ -178,12 +195,14 @@ type entry struct {
 // resending what is unacknowledged after a reconnect. It is safe for
 // concurrent use.
 type Client struct {
-	url    string
-	opts   Options
-	log    *slog.Logger
-	box    *outbox
-	prefix []byte // {"device_id":"…",
-	seqKey []byte // "seq":
+	url  string
+	opts Options
+	// httpClient dials with Options.TLSConfig (nil without one).
+	httpClient *http.Client
+	log        *slog.Logger
+	box        *outbox
+	prefix     []byte // {"device_id":"…",
+	seqKey     []byte // "seq":
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -237,6 +256,15 @@ func New(rawURL string, opts Options) (*Client, error) {
 		changed:    make(chan struct{}),
 		frameLimit: opts.MaxFrameBytes,
 		nextSeq:    opts.FirstSeq,
+	}
+	if opts.TLSConfig != nil {
+		// A transport of its own, HTTP/1.1 only: a WebSocket upgrades an
+		// HTTP/1.1 request.
+		c.httpClient = &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			TLSClientConfig:     opts.TLSConfig.Clone(),
+			TLSHandshakeTimeout: 10 * time.Second,
+		}}
 	}
 	dev, _ := json.Marshal(opts.DeviceID)
 	c.prefix = append(append(append([]byte{'{'}, quoteKey(opts.DeviceField)...), dev...), ',')
@@ -488,6 +516,37 @@ func (c *Client) run() {
 	}
 }
 
+// dialOptions returns the options of one connection attempt: DialOptions
+// with the token and the TLS config.
+func (c *Client) dialOptions(ctx context.Context) (*websocket.DialOptions, error) {
+	tok := c.opts.Token
+	if c.opts.TokenFunc != nil {
+		t, err := c.opts.TokenFunc(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tok = t
+	}
+	if tok == "" && c.httpClient == nil {
+		return c.opts.DialOptions, nil
+	}
+	var o websocket.DialOptions
+	if c.opts.DialOptions != nil {
+		o = *c.opts.DialOptions
+	}
+	if c.httpClient != nil {
+		o.HTTPClient = c.httpClient
+	}
+	if tok != "" {
+		o.HTTPHeader = o.HTTPHeader.Clone()
+		if o.HTTPHeader == nil {
+			o.HTTPHeader = http.Header{}
+		}
+		o.HTTPHeader.Set("Authorization", "Bearer "+tok)
+	}
+	return &o, nil
+}
+
 // errFrameRejected: the server numbered a whole frame as one record.
 var errFrameRejected = errors.New("server rejected a frame of several records as a whole")
 
@@ -496,9 +555,17 @@ var errFrameRejected = errors.New("server rejected a frame of several records as
 // or the client is closed, with whether any ack arrived.
 func (c *Client) session() (progressed bool, err error) {
 	dctx, cancel := context.WithTimeout(c.ctx, c.opts.DialTimeout)
-	ws, _, err := websocket.Dial(dctx, c.url, c.opts.DialOptions)
+	opts, err := c.dialOptions(dctx)
+	if err != nil {
+		cancel()
+		return false, fmt.Errorf("connect: token: %w", err)
+	}
+	ws, resp, err := websocket.Dial(dctx, c.url, opts)
 	cancel()
 	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			return false, fmt.Errorf("connect: refused by the server (%s %s): check the token", resp.Status, resp.Header.Get("WWW-Authenticate"))
+		}
 		return false, fmt.Errorf("connect: %w", err)
 	}
 	ws.SetReadLimit(1 << 20)

@@ -62,6 +62,7 @@ func (s *memSink) len() int {
 type server struct {
 	t       *testing.T
 	cfg     wssource.Config
+	dir     string // resolves the config's file paths (certificates, tokens)
 	sink    *memSink
 	listen  string
 	url     string
@@ -86,7 +87,7 @@ func (s *server) start() {
 	cfg := s.cfg
 	cfg.Listen = s.listen
 	servers := pipeline.NewServers(quiet)
-	src, err := wssource.New(context.Background(), cfg, pipeline.Env{Logger: quiet, HTTP: servers})
+	src, err := wssource.New(context.Background(), cfg, pipeline.Env{Logger: quiet, HTTP: servers, Dir: s.dir})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -101,8 +102,11 @@ func (s *server) start() {
 		s.t.Fatal(err)
 	}
 	addr := servers.Addr(s.listen).String()
-	s.listen = addr
 	s.url = "ws://" + addr + "/ingest"
+	if servers.TLS(s.listen) != nil {
+		s.url = "wss://" + addr + "/ingest"
+	}
+	s.listen = addr
 	p := &pipeline.Pipeline{
 		Name:   "ws",
 		Source: src,

@@ -2,6 +2,7 @@
 // WebSocket source with the Go device client, and reports throughput.
 //
 //	sluice-devices --url ws://127.0.0.1:8080/ingest --devices 50 --records 100000 --rate 0
+//	sluice-devices --url wss://sluice.example/ingest --ca ca.pem --token-file device.token
 //
 // Each device is one client with its own connection, numbering its records
 // and resending what is unacknowledged after a reconnect. The command
@@ -11,6 +12,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -21,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +48,9 @@ type config struct {
 	prefix    string
 	window    int
 	logLevel  string
+	token     string
+	tokenFile string
+	caFile    string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -59,12 +66,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.prefix, "prefix", "dev-", "device id prefix; ids are PREFIX0001, PREFIX0002, …")
 	fs.IntVar(&cfg.window, "window", 1024, "records in flight per device connection")
 	fs.StringVar(&cfg.logLevel, "log-level", "warn", "device client log level: debug, info, warn or error")
+	fs.StringVar(&cfg.token, "token", os.Getenv("SLUICE_TOKEN"), "bearer token for a source with auth: (default $SLUICE_TOKEN); every simulated device uses it, so it must grant all their ids")
+	fs.StringVar(&cfg.tokenFile, "token-file", "", "read the bearer token from this file (keeps it out of the process list)")
+	fs.StringVar(&cfg.caFile, "ca", "", "PEM file of the CA certificates to trust for wss:// (default: the system's)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if cfg.devices <= 0 || cfg.records < 0 || cfg.rate < 0 {
 		fmt.Fprintln(stderr, "sluice-devices: --devices must be positive, --records and --rate not negative")
 		return 2
+	}
+	if cfg.tokenFile != "" {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "token" })
+		if explicit {
+			fmt.Fprintln(stderr, "sluice-devices: give --token or --token-file, not both")
+			return 2
+		}
+		b, err := os.ReadFile(cfg.tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice-devices: --token-file:", err)
+			return 2
+		}
+		cfg.token = strings.TrimSpace(string(b))
+	}
+	var tlsCfg *tls.Config
+	if cfg.caFile != "" {
+		pem, err := os.ReadFile(cfg.caFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice-devices: --ca:", err)
+			return 2
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			fmt.Fprintf(stderr, "sluice-devices: --ca: %s holds no PEM certificate\n", cfg.caFile)
+			return 2
+		}
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
@@ -82,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	clients := make([]*device.Client, cfg.devices)
 	for i := range clients {
 		id := fmt.Sprintf("%s%0*d", cfg.prefix, width, i+1)
-		opts := device.Options{DeviceID: id, Window: cfg.window, Logger: log.With("device", id)}
+		opts := device.Options{DeviceID: id, Window: cfg.window, Logger: log.With("device", id), Token: cfg.token, TLSConfig: tlsCfg}
 		if cfg.outboxDir != "" {
 			opts.OutboxDir = filepath.Join(cfg.outboxDir, id)
 		}
