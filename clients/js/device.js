@@ -1,10 +1,12 @@
 // Device client for Sluice's WebSocket source. The protocol is described in
 // docs/protocol.md; this file implements it for browsers and Node >= 20.
 
+import { protocolsFor } from './auth.js';
+
 /**
  * A WebSocket constructor: the browser's (and Node 22's) global WebSocket,
  * or `WebSocket` from the npm `ws` package on Node 20.
- * @typedef {new (url: string) => WebSocketLike} WebSocketConstructor
+ * @typedef {new (url: string, protocols?: string[]) => WebSocketLike} WebSocketConstructor
  */
 
 /**
@@ -43,6 +45,11 @@
  * @property {number} [firstSeq] Seq of the first record when nothing is
  *   stored (default: Date.now() * 1000, so that a restarted device does not
  *   reuse the seqs of its previous run).
+ * @property {string | (() => string)} [token] Bearer token for a source
+ *   with `auth:` (a static token or a JWT), or a function returning it,
+ *   called at every connect so that a renewed token is used. Sent as the
+ *   `sluice.bearer.<base64url>` subprotocol, which browsers allow (they
+ *   cannot set headers on a WebSocket). See docs/security.md.
  * @property {WebSocketConstructor} [WebSocket] WebSocket implementation
  *   (default: globalThis.WebSocket; pass `WebSocket` from `ws` on Node 20).
  * @property {StorageLike} [storage] Keep the outbox in this storage (e.g.
@@ -151,6 +158,8 @@ export class DeviceClient {
     this.onNack = o.onNack ?? null;
     this.logger = o.logger ?? {};
     this.WebSocket = WS;
+    this.token = o.token ?? null;
+    if (typeof this.token !== 'function') protocolsFor(this.token); // a wrong type fails here, not at every reconnect
     this.storage = o.storage ?? null;
     this.storageKey = o.storageKey ?? `sluice-outbox:${o.deviceId}`;
     this.prefix = `{"device_id":${JSON.stringify(o.deviceId)},`;
@@ -302,7 +311,8 @@ export class DeviceClient {
     if (this.closed) return;
     let ws;
     try {
-      ws = new this.WebSocket(this.url);
+      const protocols = protocolsFor(this.token);
+      ws = protocols ? new this.WebSocket(this.url, protocols) : new this.WebSocket(this.url);
     } catch (err) {
       this.disconnected(ws, `connect: ${err}`);
       return;

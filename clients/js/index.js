@@ -3,3 +3,4 @@
 // docs/protocol.md.
 export { DeviceClient, NackError, OutboxFullError, ClosedError } from './device.js';
 export { subscribe } from './subscribe.js';
+export { tokenProtocol, SUBPROTOCOL } from './auth.js';

@@ -9,8 +9,11 @@
 //   …
 //   sub.close();
 
-/** Close codes after which reconnecting cannot help. */
-const FATAL = new Set([4400, 4404]);
+import { protocolsFor } from './auth.js';
+
+/** Close codes after which reconnecting cannot help: a bad request, an
+ * unknown topic, a topic or device the token does not grant. */
+const FATAL = new Set([4400, 4403, 4404]);
 /** The server's close code for a subscriber that fell behind. */
 const LAGGING = 4000;
 
@@ -29,6 +32,7 @@ const LAGGING = 4000;
  * @param {object} [options]
  * @param {string} [options.from='latest']  latest, earliest, time:<RFC3339> or a position
  * @param {object} [options.filter]  { device_id: string|string[], key: string|string[], where: string|string[] } (where: "field=value")
+ * @param {string | (() => string)} [options.token]  bearer token for an endpoint with auth:, or a function returning it (called at every connect); sent as the sluice.bearer.<base64url> subprotocol (docs/security.md)
  * @param {Function} [options.WebSocket=globalThis.WebSocket]  a WebSocket class (browsers, Node ≥ 22, or the ws package)
  * @param {number} [options.minDelay=250]  first reconnect delay, ms
  * @param {number} [options.maxDelay=10000]  largest reconnect delay, ms
@@ -86,7 +90,8 @@ export function subscribe(url, topic, options, onRecord) {
     status(attempt ? 'reconnecting' : 'connecting', { position });
     let s;
     try {
-      s = new WS(target());
+      const protocols = protocolsFor(opts.token);
+      s = protocols ? new WS(target(), protocols) : new WS(target());
     } catch (err) {
       fail(err);
       retry(0);

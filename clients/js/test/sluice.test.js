@@ -46,8 +46,9 @@ async function waitFor(what, cond, ms = 30_000) {
  * that can be stopped with SIGTERM (graceful) or SIGKILL and started again
  * on the same port.
  */
-async function sluice(t, { websocket = '' } = {}) {
+async function sluice(t, { websocket = '', files = {} } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-js-run-'));
+  for (const [name, body] of Object.entries(files)) await writeFile(join(dir, name), body);
   const port = await freePort();
   const out = join(dir, 'out.jsonl');
   await writeFile(join(dir, 'pipeline.yaml'), `pipelines:
@@ -195,4 +196,33 @@ test('frames too large for sluice are split; a record too large is nacked', asyn
   checkDelivery(await s.records(), 'js-3', n, { ordered: false });
   assert.equal(c.frameLimit, 2048);
   assert.deepEqual({ acked: c.stats.acked, nacked: c.stats.nacked }, { acked: n, nacked: 1 });
+});
+
+test('a source with auth: takes the token as a subprotocol, refuses others, and a device sends only as itself', async (t) => {
+  const token = 'js-device-token-0123456789abcdef';
+  const s = await sluice(t, {
+    websocket: ', auth: { tokens_file: tokens.txt, device_claim: sub }',
+    files: { 'tokens.txt': `${token} sub=js-1\n` },
+  });
+  const nacks = [];
+  const c = client(t, s.url, { deviceId: 'js-1', token: () => token, onNack: (err) => nacks.push(err) });
+  for (let i = 1; i <= 20; i++) c.send({ n: i });
+  await c.flush();
+  assert.equal(c.stats.connects, 1);
+  checkDelivery(await s.records(), 'js-1', 20);
+
+  // A wrong token never connects; the server logs the refusal, not the token.
+  const wrong = client(t, s.url, { deviceId: 'js-1', token: 'wrong-token-0123456789abcdef' });
+  wrong.send({ n: 1 });
+  await sleep(500);
+  assert.equal(wrong.stats.connects, 0);
+  await waitFor('the refusal in the log', () => s.log.includes('authentication failed'));
+  assert.ok(!s.log.includes('wrong-token'), 'the token is in the log');
+
+  // The same token for another device id is refused before the upgrade.
+  const other = client(t, s.url, { deviceId: 'js-2', token });
+  other.send({ n: 1 });
+  await sleep(300);
+  assert.equal(other.stats.connects, 0);
+  assert.equal(nacks.length, 0);
 });
