@@ -59,7 +59,7 @@ pipelines:
 `,
 			code: 1,
 			want: []string{
-				`:4: pipelines.ingest.source.websocket.pth: unknown field "pth" (valid: batch_size, device_field, linger, listen, max_record_bytes, origin_patterns, path, require_seq, seq_field, window)`,
+				`:4: pipelines.ingest.source.websocket.pth: unknown field "pth" (valid: auth, batch_size, device_field, linger, listen, max_record_bytes, origin_patterns, path, require_seq, seq_field, tls, window)`,
 				`:6: pipelines.ingest.transforms[0].wasm.module: cannot read module file ` + filepath.Join(dir, "missing.wasm") + `: no such file or directory`,
 				`:8: pipelines.ingest.sinks[0]: unknown sink kind "kafak" (known: clickhouse, file, kafka, stdout)`,
 				":9: pipelines.ingest.sinks[1].kafka.batch_size: cannot unmarshal !!str `lots` into int",
