@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/sluicehq/sluice/endpoints/subscribe"
+	"github.com/sluicehq/sluice/internal/auth"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/runtime/wasm"
 	"github.com/sluicehq/sluice/sinks/clickhouse"
@@ -19,14 +20,14 @@ import (
 func Default() *Registry {
 	return &Registry{
 		Sources: map[string]Factory[pipeline.Source]{
-			"websocket": Of(websocket.New, asSource[*websocket.Source]),
+			"websocket": Of(websocket.New, asSource[*websocket.Source]).WithCheck(securityFiles[websocket.Config]),
 			"kafka":     Of(kafkasource.New, asSource[*kafkasource.Source]),
 		},
 		Transforms: map[string]Factory[pipeline.Transform]{
 			"wasm": Of(wasm.New, asTransform[*wasm.Transform]).WithCheck(moduleExists),
 		},
 		Endpoints: map[string]Factory[pipeline.Endpoint]{
-			"subscriptions": Of(subscribe.New, asEndpoint[*subscribe.Endpoint]),
+			"subscriptions": Of(subscribe.New, asEndpoint[*subscribe.Endpoint]).WithCheck(securityFiles[subscribe.Config]),
 		},
 		Sinks: map[string]Factory[pipeline.Sink]{
 			"file":       Of(file.New, asSink[*file.Sink]),
@@ -65,6 +66,49 @@ func moduleExists(c *pipeline.Component, dir string) error {
 	path := pipeline.Resolve(dir, cfg.Module)
 	if _, err := os.Stat(path); err != nil {
 		return c.Wrap(pipeline.Invalid("module", "cannot read module file %s: %v", path, errors.Unwrap(err)))
+	}
+	return nil
+}
+
+// secured is a component config with optional tls: and auth: blocks.
+type secured interface {
+	websocket.Config | subscribe.Config
+}
+
+// securityFiles reports a certificate, key, tokens, secret or public key
+// file that cannot be read, so that `sluice validate` catches it; their
+// contents are checked when the component starts.
+func securityFiles[C secured](c *pipeline.Component, dir string) error {
+	var cfg C
+	if err := c.Decode(&cfg); err != nil {
+		return err
+	}
+	var tlsCfg *auth.TLSConfig
+	var authCfg *auth.Config
+	switch v := any(&cfg).(type) {
+	case *websocket.Config:
+		tlsCfg, authCfg = v.TLS, v.Auth
+	case *subscribe.Config:
+		tlsCfg, authCfg = v.TLS, v.Auth
+	}
+	var files [][2]string // field, path
+	if tlsCfg != nil {
+		files = append(files, [2]string{"tls.cert", tlsCfg.Cert}, [2]string{"tls.key", tlsCfg.Key})
+	}
+	if authCfg != nil {
+		files = append(files, [2]string{"auth.tokens_file", authCfg.TokensFile})
+		if authCfg.JWT != nil {
+			files = append(files, [2]string{"auth.jwt.secret_file", authCfg.JWT.SecretFile}, [2]string{"auth.jwt.public_key_file", authCfg.JWT.PublicKeyFile})
+		}
+	}
+	for _, f := range files {
+		if f[1] == "" {
+			continue
+		}
+		path := pipeline.Resolve(dir, f[1])
+		if _, err := os.Stat(path); err != nil {
+			return c.Wrap(pipeline.Invalid(f[0], "cannot read %s: %v", path, errors.Unwrap(err)))
+		}
 	}
 	return nil
 }
