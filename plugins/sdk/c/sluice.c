@@ -1192,6 +1192,71 @@ void sluice_set_dest(sluice_record *r, const char *dest, size_t len) {
 	r->dest.len = len;
 }
 
+/* ---------------------------------------------------------------- headers */
+
+static bool header_is(const sluice_header *h, const char *name, size_t nlen) {
+	return h->name.len == nlen && memcmp(h->name.ptr, name, nlen) == 0;
+}
+
+bool sluice_get_header(const sluice_record *r, const char *name, sluice_str *value) {
+	size_t nlen = strlen(name);
+	for (uint32_t i = 0; i < r->header_count; i++)
+		if (header_is(&r->headers[i], name, nlen)) {
+			if (value)
+				*value = r->headers[i].value;
+			return true;
+		}
+	return false;
+}
+
+/* A copy of n bytes in scratch memory. */
+static sluice_str scratch_copy(const char *p, size_t n) {
+	char *c = sluice_scratch(n ? n : 1);
+	memcpy(c, p, n);
+	return (sluice_str){c, n};
+}
+
+void sluice_set_header(sluice_record *r, const char *name, const char *value, size_t len) {
+	size_t nlen = strlen(name);
+	uint32_t n = r->header_count, j = 0;
+	while (j < n && !header_is(&r->headers[j], name, nlen))
+		j++;
+	sluice_header *h = sluice_scratch((j < n ? n : n + 1) * sizeof *h);
+	if (n)
+		memcpy(h, r->headers, n * sizeof *h);
+	if (j == n) { /* none: added at the end */
+		h[n].name = scratch_copy(name, nlen);
+		r->header_count = n + 1;
+	}
+	h[j].value = scratch_copy(value, len);
+	r->headers = h;
+}
+
+void sluice_set_header_cstring(sluice_record *r, const char *name, const char *value) {
+	sluice_set_header(r, name, value, strlen(value));
+}
+
+int sluice_delete_header(sluice_record *r, const char *name) {
+	size_t nlen = strlen(name);
+	uint32_t n = r->header_count, kept = 0;
+	sluice_header *h = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		if (!header_is(&r->headers[i], name, nlen)) {
+			if (h)
+				h[kept] = r->headers[i];
+			kept++;
+		} else if (!h) { /* the first match: copy what came before it */
+			h = sluice_scratch(n * sizeof *h);
+			memcpy(h, r->headers, kept * sizeof *h);
+		}
+	}
+	if (!h)
+		return 0;
+	r->headers = h;
+	r->header_count = kept;
+	return 1;
+}
+
 bool sluice_array(sluice_str raw, sluice_iter *it) {
 	const char *p = raw.ptr, *e = raw.ptr + raw.len;
 	p = skip_ws(p, e);

@@ -112,6 +112,23 @@ int sluice_delete(sluice_record *r, const char *name);
 void sluice_set_key(sluice_record *r, const char *key, size_t len);
 void sluice_set_dest(sluice_record *r, const char *dest, size_t len);
 
+/* ---- Headers (Kafka message headers; docs/abi.md) ----
+ * r->headers[0 .. r->header_count) are the record's headers, in order; a
+ * name may repeat. These helpers match names byte for byte. The setters
+ * never write to the array they find: they make a new one in scratch
+ * memory, so a struct copy made before (a split's part) keeps its own. */
+
+/* Returns true when r has a header called name, storing the value of the
+ * first one in *value (when value is not NULL). */
+bool sluice_get_header(const sluice_record *r, const char *name, sluice_str *value);
+/* Sets the first header called name to a copy of value (len bytes), adding
+ * it at the end when there is none. */
+void sluice_set_header(sluice_record *r, const char *name, const char *value, size_t len);
+/* The same with a NUL-terminated value. */
+void sluice_set_header_cstring(sluice_record *r, const char *name, const char *value);
+/* Removes every header called name; returns 1 when there was one, else 0. */
+int sluice_delete_header(sluice_record *r, const char *name);
+
 /* ---- Raw JSON values (for nested objects, arrays, config maps) ---- */
 
 /* Looks up a member of the JSON object text obj by name (name_len bytes). */
