@@ -390,6 +390,29 @@ impl<'a> Record<'a> {
         self.dest = Cow::Owned(dest.as_bytes().to_vec());
     }
 
+    /// The value of the first header called `name` (names match byte for
+    /// byte; a name may repeat: `headers` holds them all, in order).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k.as_ref() == name.as_bytes()).map(|(_, v)| v.as_ref())
+    }
+
+    /// Sets the first header called `name` to `value`, adding it at the end
+    /// when there is none.
+    pub fn set_header(&mut self, name: &str, value: &[u8]) {
+        let value = Cow::Owned(value.to_vec());
+        match self.headers.iter_mut().find(|(k, _)| k.as_ref() == name.as_bytes()) {
+            Some(h) => h.1 = value,
+            None => self.headers.push((Cow::Owned(name.as_bytes().to_vec()), value)),
+        }
+    }
+
+    /// Removes every header called `name`; returns whether there was one.
+    pub fn delete_header(&mut self, name: &str) -> bool {
+        let n = self.headers.len();
+        self.headers.retain(|(k, _)| k.as_ref() != name.as_bytes());
+        self.headers.len() < n
+    }
+
     /// A top-level field (the first one with that name).
     pub fn get(&self, name: &str) -> Option<Value<'_>> {
         let mut ix = self.index.borrow_mut();
