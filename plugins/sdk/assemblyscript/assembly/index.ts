@@ -405,6 +405,21 @@ export class Field {
   constructor(public name: string, public value: Value) {}
 }
 
+/** A record header: views of its name and value bytes, valid until process returns. */
+export class Header {
+  constructor(public namePtr: usize, public nameLen: usize, public valuePtr: usize, public valueLen: usize) {}
+
+  /** The name, decoded from UTF-8. */
+  get name(): string {
+    return String.UTF8.decodeUnsafe(this.namePtr, this.nameLen);
+  }
+
+  /** The value, decoded from UTF-8 (an invalid sequence becomes U+FFFD). */
+  get value(): string {
+    return String.UTF8.decodeUnsafe(this.valuePtr, this.valueLen);
+  }
+}
+
 // ---------------------------------------------------------------- records
 
 /**
@@ -494,6 +509,110 @@ export class Record {
   set dest(d: string) {
     this.destLen = encodeInto(d);
     this.destPtr = lastEncoded;
+  }
+
+  /** The headers, in order (a name may repeat); views valid until process returns. */
+  headers(): Header[] {
+    const out: Header[] = [];
+    let p = this.headersPtr;
+    for (let h: u32 = 0; h < this.headerCount; h++) {
+      const nameLen = <usize>load<u32>(p);
+      const v = p + 4 + nameLen;
+      const valueLen = <usize>load<u32>(v);
+      out.push(new Header(p + 4, nameLen, v + 4, valueLen));
+      p = v + 4 + valueLen;
+    }
+    return out;
+  }
+
+  /** The first header called name (names match byte for byte), or null. */
+  findHeader(name: string): Header | null {
+    let p = this.headersPtr;
+    for (let h: u32 = 0; h < this.headerCount; h++) {
+      const nameLen = <usize>load<u32>(p);
+      const v = p + 4 + nameLen;
+      const valueLen = <usize>load<u32>(v);
+      if (bytesEqualString(p + 4, nameLen, name)) return new Header(p + 4, nameLen, v + 4, valueLen);
+      p = v + 4 + valueLen;
+    }
+    return null;
+  }
+
+  /** The value of the first header called name, decoded from UTF-8, or null. */
+  header(name: string): string | null {
+    const h = this.findHeader(name);
+    return h ? h.value : null;
+  }
+
+  /** Sets the first header called name to value (as UTF-8), adding it at the end when there is none. */
+  setHeader(name: string, value: string): void {
+    const len = encodeInto(value);
+    this.setHeaderBytes(name, lastEncoded, len);
+  }
+
+  /** Sets the first header called name to a copy of the bytes [ptr, ptr+len),
+   * adding it at the end when there is none. */
+  setHeaderBytes(name: string, ptr: usize, len: usize): void {
+    // The headers are kept in the ABI's encoding; an edit writes a new copy
+    // in scratch memory, so a clone made before keeps its own.
+    const start = this.headersPtr;
+    const end = start + this.headersLen;
+    let p = start;
+    let at: usize = 0; // the first match's value (its u32 length), to atEnd
+    let atEnd: usize = 0;
+    for (let h: u32 = 0; h < this.headerCount && !at; h++) {
+      const nameLen = <usize>load<u32>(p);
+      const v = p + 4 + nameLen;
+      const vEnd = v + 4 + <usize>load<u32>(v);
+      if (bytesEqualString(p + 4, nameLen, name)) {
+        at = v;
+        atEnd = vEnd;
+      }
+      p = vEnd;
+    }
+    let n: usize, o: usize;
+    if (at) {
+      n = this.headersLen - (atEnd - at) + 4 + len;
+      o = scratch(n);
+      memory.copy(o, start, at - start);
+      putBytes(o + (at - start), ptr, len);
+      memory.copy(o + (at - start) + 4 + len, atEnd, end - atEnd);
+    } else {
+      const nameLen = encodeInto(name);
+      const namePtr = lastEncoded;
+      n = this.headersLen + 8 + nameLen + len;
+      o = scratch(n);
+      memory.copy(o, start, this.headersLen);
+      putBytes(putBytes(o + this.headersLen, namePtr, nameLen), ptr, len);
+      this.headerCount++;
+    }
+    this.headersPtr = o;
+    this.headersLen = n;
+  }
+
+  /** Removes every header called name; returns whether there was one. */
+  deleteHeader(name: string): bool {
+    const hs = this.headers();
+    let kept: usize = 0;
+    let keptLen: usize = 0;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i];
+      if (!bytesEqualString(h.namePtr, h.nameLen, name)) {
+        kept++;
+        keptLen += 8 + h.nameLen + h.valueLen;
+      }
+    }
+    if (kept == <usize>hs.length) return false;
+    const o = scratch(keptLen);
+    let w = o;
+    for (let i = 0; i < hs.length; i++) {
+      const h = hs[i];
+      if (!bytesEqualString(h.namePtr, h.nameLen, name)) w = putBytes(putBytes(w, h.namePtr, h.nameLen), h.valuePtr, h.valueLen);
+    }
+    this.headersPtr = o;
+    this.headersLen = keptLen;
+    this.headerCount = <u32>kept;
+    return true;
   }
 
   /** A top-level field (the first with that name), or null. */
