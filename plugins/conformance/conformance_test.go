@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/runtime/wasm"
 )
 
@@ -21,23 +22,42 @@ var cases = []struct {
 	example string
 	config  string
 	input   string
+	headers [][]pipeline.Header // when set, record i gets headers[i%len(headers)]
 }{
-	{"identity", "identity", "", "enrich.jsonl"},
-	{"enrich", "enrich", `{"site":"lab-1"}`, "enrich.jsonl"},
-	{"enrich-fields", "enrich", `{"site":"lab \"2\" <é>","zone":{"a":[1, 2.50]},"n":-0.0,"temp":100}`, "enrich.jsonl"},
-	{"enrich-noconfig", "enrich", "", "enrich.jsonl"},
-	{"filter", "filter", `{"field":"temp","min":0}`, "filter.jsonl"},
-	{"filter-min", "filter", `{"field":"temp","min":-1.5e-300}`, "filter.jsonl"},
-	{"split", "split", "", "split.jsonl"},
-	{"split-renamed", "split", `{"field":"readings","as":"d"}`, "split.jsonl"},
-	{"route", "route", `{"field":"kind","routes":{"alert":"alerts","reading":"readings"}}`, "route.jsonl"},
-	{"route-default", "route", `{"routes":{"alert":"alerts"},"default":"other","key":""}`, "route.jsonl"},
+	{"identity", "identity", "", "enrich.jsonl", nil},
+	{"enrich", "enrich", `{"site":"lab-1"}`, "enrich.jsonl", nil},
+	{"enrich-fields", "enrich", `{"site":"lab \"2\" <é>","zone":{"a":[1, 2.50]},"n":-0.0,"temp":100}`, "enrich.jsonl", nil},
+	{"enrich-noconfig", "enrich", "", "enrich.jsonl", nil},
+	{"filter", "filter", `{"field":"temp","min":0}`, "filter.jsonl", nil},
+	{"filter-min", "filter", `{"field":"temp","min":-1.5e-300}`, "filter.jsonl", nil},
+	{"split", "split", "", "split.jsonl", nil},
+	{"split-renamed", "split", `{"field":"readings","as":"d"}`, "split.jsonl", nil},
+	{"route", "route", `{"field":"kind","routes":{"alert":"alerts","reading":"readings"}}`, "route.jsonl", nil},
+	{"route-default", "route", `{"routes":{"alert":"alerts"},"default":"other","key":""}`, "route.jsonl", nil},
+	{"headers", "headers", `{"lift":{"trace-id":"trace_id"},"tag":{"event-type":"kind"},"drop":["x-debug"]}`, "headers.jsonl", headerSets},
+	{"headers-more", "headers", `{"lift":{"x-debug":"debug","trace-id":"debug","h":"kind"},"tag":{"x-debug":"kind","trace-id":"kind","é":"device_id"},"drop":["trace-id","event-type","nope"]}`, "headers.jsonl", headerSets},
+	{"headers-none", "headers", "", "headers.jsonl", headerSets},
+}
+
+// headerSets are the inputs' headers in the headers cases: repeated names,
+// a name that differs only in case, empty values, escapes and Unicode.
+var headerSets = [][]pipeline.Header{
+	nil,
+	{{Key: "trace-id", Value: []byte("abc-1")}, {Key: "x-debug", Value: []byte("1")}, {Key: "x-debug", Value: []byte("2")}},
+	{{Key: "event-type", Value: []byte("old")}, {Key: "trace-id", Value: []byte("tr\"ace\\\n✓ é")}, {Key: "event-type", Value: []byte("older")}},
+	{{Key: "x-debug", Value: []byte("only")}},
+	{{Key: "trace-id"}, {Key: "Event-Type", Value: []byte("case")}, {Key: "é", Value: []byte("accent")}},
 }
 
 func TestConformance(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := batch(t, readLines(t, c.input))
+			if c.headers != nil {
+				for i := range in {
+					in[i].Headers = c.headers[i%len(c.headers)]
+				}
+			}
 			golden := filepath.Join("testdata", "golden", c.name+".txt")
 			got := map[string]string{}
 			for _, lang := range langs {
@@ -116,6 +136,12 @@ func TestConfigErrors(t *testing.T) {
 		{"route", `{"routes":{"a":1}}`},
 		{"route", `{"routes":{"a":"b"},"field":3}`},
 		{"route", `{"routes":{"a":"b"},"default":true}`},
+		{"headers", `{"lift":[]}`},
+		{"headers", `{"lift":{"a":1}}`},
+		{"headers", `{"tag":"kind"}`},
+		{"headers", `{"tag":{"a":null}}`},
+		{"headers", `{"drop":"x-debug"}`},
+		{"headers", `{"drop":["a",1]}`},
 	}
 	for _, b := range bad {
 		for _, lang := range langs {
