@@ -20,6 +20,9 @@ import (
 //
 //	go test ./runtime/wasm -run '^$' -bench ABI -count 3
 //
+// bare-instrumented is the bare host running the module as instrument
+// rewrites it: its difference from bare is the interrupt checks' cost.
+//
 // The tax is sluice − bare for passthrough (plugins/examples/wat), a guest
 // that copies each record and does nothing else. The C and Rust identity
 // examples are built with plugins/build-guests.sh when their toolchains are
@@ -36,14 +39,14 @@ func BenchmarkABI(b *testing.B) {
 	}
 	for _, g := range guests {
 		for _, n := range []int{1, 64, 256, 1024} {
-			for _, host := range []string{"sluice", "bare"} {
+			for _, host := range []string{"sluice", "bare", "bare-instrumented"} {
 				b.Run(fmt.Sprintf("%s/%s/batch=%d", g.name, host, n), func(b *testing.B) {
 					path := mod(g.path)
 					if filepath.Dir(g.path) != "." {
 						path = otherGuest(b, g.path)
 					}
-					if host == "bare" {
-						benchBare(b, path, g.config, n)
+					if host != "sluice" {
+						benchBare(b, path, g.config, n, host == "bare-instrumented")
 					} else {
 						benchSluice(b, path, g.config, n)
 					}
@@ -104,13 +107,18 @@ func benchSluice(b *testing.B, path, config string, n int) {
 }
 
 // benchBare runs the module as bench/harness's bare wazero host does: the
-// module as built, the batch encoded once and written into guest memory for
-// each call, the output's entry count read.
-func benchBare(b *testing.B, path, config string, n int) {
+// module as built (or as instrument rewrites it), the batch encoded once and
+// written into guest memory for each call, the output's entry count read.
+func benchBare(b *testing.B, path, config string, n int, instrumented bool) {
 	ctx := context.Background()
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if instrumented {
+		if bin, err = instrument(bin); err != nil {
+			b.Fatal(err)
+		}
 	}
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer r.Close(ctx)
@@ -123,9 +131,16 @@ func benchBare(b *testing.B, path, config string, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize"))
+	m, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
 		b.Fatal(err)
+	}
+	for _, fn := range []string{startExport, "_initialize"} {
+		if f := m.ExportedFunction(fn); f != nil {
+			if _, err := f.Call(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	alloc, process, mem := m.ExportedFunction("sluice_alloc"), m.ExportedFunction("sluice_process"), m.Memory()
 	write := func(p []byte) uint32 {

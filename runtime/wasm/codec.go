@@ -69,12 +69,28 @@ const (
 	sameHeaders
 )
 
+// span is where a bytes field's data lies in the output.
+type span struct{ off, n uint32 }
+
+// recEntry is one record entry of a checked output: what emit needs to
+// build its record without parsing the output again.
+type recEntry struct {
+	idx    uint32
+	flags  uint8
+	hcount uint32
+	value  span
+	key    span
+	dest   span
+	hdrs   uint32 // offset of the first header's name field
+}
+
 // decoder checks an output and turns it into records. One lives in each
 // instance and its slices are reused from call to call.
 type decoder struct {
-	inputs []inputResult // per input of the call
-	flags  []uint8       // per record entry
-	slab   int           // bytes of values and keys that differ from the input
+	inputs  []inputResult // per input of the call
+	entries []recEntry    // per record entry
+	slab    int           // bytes of values, keys and headers that differ from the input
+	same    bool          // every input has one record entry, identical to it
 }
 
 // malformed is the reason an output breaks the ABI.
@@ -96,14 +112,21 @@ func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malf
 	}
 	d.inputs = d.inputs[:n]
 	clear(d.inputs)
-	d.flags = d.flags[:0]
+	d.entries = d.entries[:0]
 	d.slab = 0
+	d.same = false
 	if len(out) < 4 {
 		return badOutput("%d bytes, shorter than the entry count", len(out))
+	}
+	if uint64(len(out)) > math.MaxUint32 {
+		return badOutput("%d bytes, more than 4GiB", len(out))
 	}
 	count := int(le.Uint32(out))
 	if count > (len(out)-4)/8 {
 		return badOutput("%d entries cannot fit in %d bytes", count, len(out))
+	}
+	if cap(d.entries) < count {
+		d.entries = make([]recEntry, 0, count)
 	}
 	p := 4
 	prev := 0
@@ -124,17 +147,17 @@ func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malf
 		in := &recs[idx]
 		switch status {
 		case 0:
-			var flags uint8
-			value, q, ok := field(out, p)
-			if !ok {
+			var ent recEntry
+			var ok bool
+			ent.idx = uint32(idx)
+			q := p
+			if ent.value, q, ok = spanAt(out, q); !ok {
 				return badOutput("entry %d: value length past the end of the output", e)
 			}
-			key, q, ok := field(out, q)
-			if !ok {
+			if ent.key, q, ok = spanAt(out, q); !ok {
 				return badOutput("entry %d: key length past the end of the output", e)
 			}
-			dest, q, ok := field(out, q)
-			if !ok {
+			if ent.dest, q, ok = spanAt(out, q); !ok {
 				return badOutput("entry %d: dest length past the end of the output", e)
 			}
 			if len(out)-q < 4 {
@@ -145,45 +168,46 @@ func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malf
 			if hcount > (len(out)-q)/8 {
 				return badOutput("entry %d: %d headers cannot fit in the output", e, hcount)
 			}
+			ent.hcount = uint32(hcount)
+			ent.hdrs = uint32(q)
 			hsame := hcount == len(in.Headers)
 			hbytes := 0
 			for h := range hcount {
-				var k, v []byte
-				if k, q, ok = field(out, q); ok {
-					v, q, ok = field(out, q)
+				var k, v span
+				if k, q, ok = spanAt(out, q); ok {
+					v, q, ok = spanAt(out, q)
 				}
 				if !ok {
 					return badOutput("entry %d: header %d past the end of the output", e, h)
 				}
-				if hsame && (string(k) != in.Headers[h].Key || !bytes.Equal(v, in.Headers[h].Value)) {
+				if hsame && (string(k.of(out)) != in.Headers[h].Key || !bytes.Equal(v.of(out), in.Headers[h].Value)) {
 					hsame = false
 				}
-				hbytes += len(v)
-			}
-			if !hsame {
-				d.slab += hbytes
+				hbytes += int(v.n)
 			}
 			p = q
-			if bytes.Equal(value, in.Value) {
-				flags |= sameValue
+			if hsame {
+				ent.flags |= sameHeaders
+			} else {
+				d.slab += hbytes
+			}
+			if value := ent.value.of(out); bytes.Equal(value, in.Value) {
+				ent.flags |= sameValue
 			} else {
 				d.slab += len(value)
-				if validate && !validJSON(value) && d.inputs[idx].bad == "" {
+				if validate && d.inputs[idx].bad == "" && !validJSON(value) {
 					d.inputs[idx].bad = fmt.Sprintf("output value is not valid JSON: %s", quoteSnippet(value))
 				}
 			}
-			if bytes.Equal(key, in.Key) {
-				flags |= sameKey
+			if bytes.Equal(ent.key.of(out), in.Key) {
+				ent.flags |= sameKey
 			} else {
-				d.slab += len(key)
+				d.slab += int(ent.key.n)
 			}
-			if string(dest) == in.Dest {
-				flags |= sameDest
+			if string(ent.dest.of(out)) == in.Dest {
+				ent.flags |= sameDest
 			}
-			if hsame {
-				flags |= sameHeaders
-			}
-			d.flags = append(d.flags, flags)
+			d.entries = append(d.entries, ent)
 			d.inputs[idx].n++
 		case 1:
 			msg, q, ok := field(out, p)
@@ -201,7 +225,32 @@ func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malf
 	if p != len(out) {
 		return badOutput("%d bytes after the %d entries", len(out)-p, count)
 	}
+	d.same = count == n && len(d.entries) == n
+	for i := range d.entries {
+		if !d.same {
+			break
+		}
+		e := &d.entries[i]
+		d.same = e.idx == uint32(i) && e.flags == sameValue|sameKey|sameDest|sameHeaders
+	}
 	return nil
+}
+
+// of returns the bytes of s in out.
+func (s span) of(out []byte) []byte { return out[s.off : s.off+s.n : s.off+s.n] }
+
+// spanAt reads a bytes field (u32 length, then the bytes) at p, which is
+// at most len(b) (and b is under 4GiB).
+func spanAt(b []byte, p int) (span, int, bool) {
+	if len(b)-p < 4 {
+		return span{}, p, false
+	}
+	n := int(le.Uint32(b[p:]))
+	p += 4
+	if n > len(b)-p {
+		return span{}, p, false
+	}
+	return span{uint32(p), uint32(n)}, p + n, true
 }
 
 // field reads a bytes field (u32 length, then the bytes) at p.
@@ -265,13 +314,20 @@ func splitPart(parent uint32, k, n int) (uint32, bool) {
 	return 0, false
 }
 
-// emit appends the outputs checked by d to st, for the inputs st.in[lo:lo+len(recs)].
+// emit appends the outputs checked by d to st, for the inputs
+// st.in[lo:lo+len(d.inputs)].
 func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
 	recs := st.in[lo : lo+len(d.inputs)]
-	var slab []byte
-	if d.slab > 0 {
-		slab = make([]byte, d.slab)
+	counts := st.counts[lo : lo+len(d.inputs)]
+	if d.same && st.alias && st.next == lo {
+		// Every output is its input (no error entries: count == n).
+		for i := range counts {
+			counts[i] = 1
+		}
+		st.next = lo + len(recs)
+		return
 	}
+	st.materialize()
 	// Settle the inputs' fates first: failures, and splits that cannot be numbered.
 	for i := range d.inputs {
 		r := &d.inputs[i]
@@ -287,65 +343,38 @@ func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
 			}
 		}
 	}
-	count := int(le.Uint32(out))
-	p := 4
-	e := 0     // record entry
-	k := 0     // output number within its input
-	last := -1 // input of the previous entry
+	var slab []byte
+	if d.slab > 0 {
+		slab = make([]byte, d.slab)
+	}
 	lastDest := ""
-	for range count {
-		idx := int(le.Uint32(out[p:]))
-		status := le.Uint32(out[p+4:])
-		p += 8
-		if idx != last {
-			k, last = 0, idx
-		}
-		if status == 1 {
-			_, p, _ = field(out, p)
-			continue
-		}
-		flags := d.flags[e]
-		e++
-		value, q, _ := field(out, p)
-		key, q, _ := field(out, q)
-		dest, q, _ := field(out, q)
-		hcount := int(le.Uint32(out[q:]))
-		q += 4
-		hstart := q
-		for range 2 * hcount {
-			_, q, _ = field(out, q)
-		}
-		p = q
-		if st.counts[lo+idx] < 0 {
+	for i := range d.entries {
+		e := &d.entries[i]
+		idx := int(e.idx)
+		k := counts[idx] // outputs of this input so far
+		if k < 0 {
 			continue // failed
 		}
 		in := &recs[idx]
-		// Build the record in place in st.out (a Record is 150 bytes).
-		if len(st.out) == cap(st.out) {
-			st.out = append(st.out, pipeline.Record{})
-		} else {
-			st.out = st.out[:len(st.out)+1]
-		}
+		// Build the record in place in st.out (a Record is 150 bytes): a
+		// copy of its input, then what the module changed.
+		st.out = append(st.out, *in)
 		rec := &st.out[len(st.out)-1]
-		rec.ID, rec.Received, rec.Ack = in.ID, in.Received, in.Ack
-		if flags&sameValue != 0 {
-			rec.Value = in.Value
-		} else {
-			n := copy(slab, value)
+		if e.flags&sameValue == 0 {
+			n := copy(slab, e.value.of(out))
 			rec.Value, slab = slab[:n:n], slab[n:]
 		}
 		switch {
-		case len(key) == 0:
-		case flags&sameKey != 0:
-			rec.Key = in.Key
-		default:
-			n := copy(slab, key)
+		case e.key.n == 0:
+			rec.Key = nil
+		case e.flags&sameKey == 0:
+			n := copy(slab, e.key.of(out))
 			rec.Key, slab = slab[:n:n], slab[n:]
 		}
-		switch {
+		switch dest := e.dest.of(out); {
 		case len(dest) == 0:
-		case flags&sameDest != 0:
-			rec.Dest = in.Dest
+			rec.Dest = ""
+		case e.flags&sameDest != 0:
 		case string(dest) == lastDest:
 			rec.Dest = lastDest
 		default:
@@ -353,13 +382,12 @@ func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
 			rec.Dest = lastDest
 		}
 		switch {
-		case hcount == 0:
-		case flags&sameHeaders != 0:
-			rec.Headers = in.Headers
-		default:
-			rec.Headers = make([]pipeline.Header, hcount)
-			q := hstart
-			for h := range hcount {
+		case e.hcount == 0:
+			rec.Headers = nil
+		case e.flags&sameHeaders == 0:
+			rec.Headers = make([]pipeline.Header, e.hcount)
+			q := int(e.hdrs)
+			for h := range rec.Headers {
 				var hk, hv []byte
 				hk, q, _ = field(out, q)
 				hv, q, _ = field(out, q)
@@ -369,9 +397,8 @@ func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
 			}
 		}
 		if n := int(d.inputs[idx].n); n > 1 {
-			rec.ID.Part, _ = splitPart(in.ID.Part, k, n)
+			rec.ID.Part, _ = splitPart(in.ID.Part, int(k), n)
 		}
-		k++
-		st.counts[lo+idx]++
+		counts[idx] = k + 1
 	}
 }

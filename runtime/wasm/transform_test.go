@@ -492,3 +492,42 @@ func TestTimeoutDuringGC(t *testing.T) {
 		}
 	}
 }
+
+// While the module returns every record unchanged, Process returns the
+// inputs themselves; a call that drops or changes a record builds the
+// outputs from then on. Either way the result is the same.
+func TestUnchangedOutputs(t *testing.T) {
+	tr := newT(t, "filter", Config{BatchSize: 2, Config: map[string]any{"field": "t", "min": 0}})
+	a := newAcks()
+	in := batch(a, `{"t":1}`, `{"t":2}`, `{"t":3}`, `{"t":-1}`, `{"t":5}`, `{"t":-6}`, `{"t":7}`, `{"t":8}`)
+	out, failed, err := tr.Process(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(values(out), " "), `{"t":1} {"t":2} {"t":3} {"t":5} {"t":7} {"t":8}`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if len(failed) != 0 {
+		t.Fatalf("failed: %v", failed)
+	}
+	for i, r := range out {
+		if want := []uint64{1, 2, 3, 5, 7, 8}[i]; r.ID.Seq != want || r.Ack != a.raw[int(want-1)] {
+			t.Fatalf("output %d: %+v, want the record %d", i, r.ID, want)
+		}
+	}
+	if a.settled(3) != 1 || a.settled(5) != 1 || a.settled(0) != 0 {
+		t.Fatalf("acks: filtered settled %d and %d times, passed %d times", a.settled(3), a.settled(5), a.settled(0))
+	}
+
+	// All unchanged: the inputs come back, and appending to them cannot
+	// write over the caller's spare capacity.
+	id := newT(t, "identity", Config{BatchSize: 3})
+	in = append(make(pipeline.Batch, 0, 20), batch(nil, `{"a":1}`, `{"a":2}`, `{"a":3}`, `{"a":4}`, `{"a":5}`)...)
+	out, failed, err = id.Process(context.Background(), in)
+	if err != nil || len(failed) != 0 {
+		t.Fatal(err, failed)
+	}
+	if got, want := strings.Join(values(out), " "), `{"a":1} {"a":2} {"a":3} {"a":4} {"a":5}`; got != want || cap(out) != len(out) {
+		t.Fatalf("got %s (cap %d), want %s", got, cap(out), want)
+	}
+}
