@@ -24,9 +24,9 @@ func benchProcess(b *testing.B, h Handler) {
 		vals[i] = benchRecord
 	}
 	in := encodeBatch(vals...)
-	old := handler
-	handler = h
-	defer func() { handler = old }()
+	old, oldMap := handler, mapFn
+	handler, mapFn = h, nil
+	defer func() { handler, mapFn = old, oldMap }()
 	var s batchState
 	var out []byte
 	for b.Loop() {

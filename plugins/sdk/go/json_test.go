@@ -183,22 +183,3 @@ func TestElements(t *testing.T) {
 		}
 	}
 }
-
-func TestMoveWordsOverlap(t *testing.T) {
-	for n := 0; n < 100; n++ {
-		for shift := -40; shift <= 40; shift++ {
-			buf := make([]byte, 200)
-			ref := make([]byte, 200)
-			for i := range buf {
-				buf[i] = byte(i)
-				ref[i] = byte(i)
-			}
-			src, dst := 50, 50+shift
-			moveWords(buf[dst:], buf[src:src+n])
-			copy(ref[dst:], ref[src:src+n])
-			if !bytes.Equal(buf, ref) {
-				t.Fatalf("moveWords n=%d shift=%d: got %v, want %v", n, shift, buf, ref)
-			}
-		}
-	}
-}

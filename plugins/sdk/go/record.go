@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"unsafe"
 )
 
 // Record is one record of a batch: its JSON value, read and edited through
@@ -38,14 +39,14 @@ func (r *Record) Key() []byte { return r.key }
 
 // SetKey sets the record's Kafka key to a copy of k; empty unsets it.
 func (r *Record) SetKey(k []byte) {
-	r.kbuf = appendFast(r.kbuf[:0], k)
+	r.kbuf = append(r.kbuf[:0], k...)
 	r.key = r.kbuf
 	r.meta = true
 }
 
 // SetKeyString sets the record's Kafka key to k; empty unsets it.
 func (r *Record) SetKeyString(k string) {
-	r.kbuf = appendStringFast(r.kbuf[:0], k)
+	r.kbuf = append(r.kbuf[:0], k...)
 	r.key = r.kbuf
 	r.meta = true
 }
@@ -57,7 +58,7 @@ func (r *Record) Dest() []byte { return r.dest }
 // SetDest routes the record to dest, a Kafka topic or ClickHouse table;
 // empty routes it to the sink's configured one.
 func (r *Record) SetDest(dest string) {
-	r.dbuf = appendStringFast(r.dbuf[:0], dest)
+	r.dbuf = append(r.dbuf[:0], dest...)
 	r.dest = r.dbuf
 	r.meta = true
 }
@@ -142,24 +143,40 @@ func (r *Record) decodeHeaders() {
 	}
 }
 
-// reset makes r the record encoded at in[start:end].
-func (r *Record) reset(raw, value, key, dest, hraw []byte) {
-	r.Object.Reset(value)
-	r.raw, r.key, r.dest, r.hraw = raw, key, dest, hraw
-	r.hdecoded, r.meta = false, false
-	r.hbuf = r.hbuf[:0]
-}
-
-// appendTo appends r's encoding (ABI record) to b.
-func (r *Record) appendTo(b []byte) []byte {
-	if !r.edited && !r.meta {
-		return appendFast(b, r.raw)
+// appendTo appends r's output entry (ABI: index, status 0, record) for
+// input idx to b.
+func (r *Record) appendTo(b []byte, idx uint32) []byte {
+	if !r.meta {
+		// Key, destination and headers as they came: copy the input's
+		// encoding after the value. An unedited record is one copy.
+		raw, v := r.raw, r.b
+		rest := raw[4+int(get32(unsafe.Pointer(unsafe.SliceData(raw)), 0)):]
+		if !r.edited {
+			v, rest = nil, raw
+		}
+		n := len(b)
+		need := 8 + len(rest)
+		if v != nil {
+			need += 4 + len(v)
+		}
+		b = grow(b, need)[:n+need]
+		put64(b, n, uint64(idx)) // index, then status 0
+		n += 8
+		if v != nil {
+			put32(b, n, uint32(len(v)))
+			copy(b[n+4:], v)
+			n += 4 + len(v)
+		}
+		copy(b[n:], rest)
+		return b
 	}
+	b = binary.LittleEndian.AppendUint32(b, idx)
+	b = binary.LittleEndian.AppendUint32(b, 0)
 	b = appendBytes(b, r.b)
 	b = appendBytes(b, r.key)
 	b = appendBytes(b, r.dest)
 	if !r.hdecoded {
-		return appendFast(b, r.hraw)
+		return append(b, r.hraw...)
 	}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.headers)))
 	for _, h := range r.headers {
@@ -189,9 +206,7 @@ func (o *Output) Emit(r *Record) {
 		}
 		return
 	}
-	o.buf = binary.LittleEndian.AppendUint32(o.buf, o.idx)
-	o.buf = binary.LittleEndian.AppendUint32(o.buf, 0)
-	o.buf = r.appendTo(o.buf)
+	o.buf = r.appendTo(o.buf, o.idx)
 	o.n++
 	o.emitted++
 }
@@ -211,6 +226,7 @@ var Drop = errors.New("sluice: drop record")
 
 var (
 	handler Handler
+	mapFn   func(r *Record) error // set by Map instead of handler
 	initFn  func(config []byte) error
 	state   batchState
 )
@@ -218,22 +234,11 @@ var (
 // Handle registers the function that handles every record. Call it from an
 // init function of package main: a reactor module (-buildmode=c-shared)
 // never runs main.
-func Handle(h Handler) { handler = h }
+func Handle(h Handler) { handler, mapFn = h, nil }
 
 // Map registers fn as a one-in, one-out handler: fn edits the record, which
 // is then emitted; fn returns Drop to drop it, or an error to fail it.
-func Map(fn func(r *Record) error) {
-	Handle(func(r *Record, out *Output) error {
-		if err := fn(r); err != nil {
-			if err == Drop {
-				return nil
-			}
-			return err
-		}
-		out.Emit(r)
-		return nil
-	})
-}
+func Map(fn func(r *Record) error) { handler, mapFn = nil, fn }
 
 // OnInit registers the function that receives the transform's config (the
 // config: block of pipeline.yaml as a JSON object, {} when there is none)
@@ -302,17 +307,25 @@ func (s *batchState) run(i, count uint32) (next uint32) {
 			next = s.cur + 1
 		}
 	}()
-	h := handler
-	if h == nil {
+	h, fn := handler, mapFn
+	if h == nil && fn == nil {
 		h = noHandler
 	}
+	r := &s.rec
 	for ; i < count; i++ {
 		s.cur = i
 		s.next()
 		s.mark, s.markN = len(o.buf), o.n
 		o.idx, o.emitted, o.err = i, 0, nil
-		err := h(&s.rec, o)
-		if err == nil {
+		var err error
+		if fn != nil {
+			if err = fn(r); err == nil {
+				o.Emit(r)
+				err = o.err
+			} else if err == Drop {
+				err = nil
+			}
+		} else if err = h(r, o); err == nil {
 			err = o.err
 		}
 		if err != nil {
@@ -324,29 +337,57 @@ func (s *batchState) run(i, count uint32) (next uint32) {
 
 func noHandler(*Record, *Output) error { return errNoHandler }
 
-// next decodes the record at s.pos into s.rec.
+// next decodes the record at s.pos into s.rec. (Straight-line reads
+// without bounds checks: the lengths are checked against the batch.)
 func (s *batchState) next() {
 	in, pos := s.in, s.pos
+	n := len(in)
+	p := unsafe.Pointer(unsafe.SliceData(in))
 	start := pos
-	var value, key, dest []byte
-	var ok bool
-	value, pos, ok = readBytes(in, pos)
-	if ok {
-		key, pos, ok = readBytes(in, pos)
+	if n-pos < 16 {
+		s.malformed()
 	}
-	if ok {
-		dest, pos, ok = readBytes(in, pos)
+	l := int(get32(p, pos))
+	v0 := pos + 4
+	pos = v0 + l
+	if l > n-v0 || n-pos < 12 {
+		s.malformed()
+	}
+	l = int(get32(p, pos))
+	k0 := pos + 4
+	pos = k0 + l
+	if l > n-k0 || n-pos < 8 {
+		s.malformed()
+	}
+	l = int(get32(p, pos))
+	d0 := pos + 4
+	pos = d0 + l
+	if l > n-d0 || n-pos < 4 {
+		s.malformed()
 	}
 	hstart := pos
-	if ok {
-		pos, ok = skipHeaders(in, pos)
-	}
-	if !ok {
-		s.bad = "sluice: malformed batch at record " + strconv.Itoa(int(s.cur))
-		panic(s.bad)
+	if get32(p, pos) == 0 {
+		pos += 4
+	} else {
+		var ok bool
+		if pos, ok = skipHeaders(in, pos); !ok {
+			s.malformed()
+		}
 	}
 	s.pos = pos
-	s.rec.reset(in[start:pos], value, key, dest, in[hstart:pos])
+	r := &s.rec
+	r.Object.Reset(in[v0 : k0-4 : k0-4])
+	r.raw, r.key, r.dest, r.hraw = in[start:pos:pos], in[k0:d0-4:d0-4], in[d0:hstart:hstart], in[hstart:pos:pos]
+	r.hdecoded, r.meta = false, false
+	if len(r.hbuf) != 0 {
+		r.hbuf = r.hbuf[:0]
+	}
+}
+
+//go:noinline
+func (s *batchState) malformed() {
+	s.bad = "sluice: malformed batch at record " + strconv.Itoa(int(s.cur))
+	panic(s.bad)
 }
 
 // fail replaces what the current record emitted with an error entry.
@@ -398,7 +439,7 @@ func skipHeaders(b []byte, pos int) (int, bool) {
 
 func appendBytes(b, v []byte) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(v)))
-	return appendFast(b, v)
+	return append(b, v...)
 }
 
 // panicError turns a recovered panic into the record's error. The SDK does

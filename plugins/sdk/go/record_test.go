@@ -68,9 +68,9 @@ func decodeOutput(t *testing.T, out []byte) []entry {
 }
 
 func withHandler(t *testing.T, h Handler) {
-	old := handler
-	handler = h
-	t.Cleanup(func() { handler = old })
+	old, oldMap := handler, mapFn
+	handler, mapFn = h, nil
+	t.Cleanup(func() { handler, mapFn = old, oldMap })
 }
 
 func TestProcess(t *testing.T) {
