@@ -54,9 +54,11 @@ func encodeBatch(b []byte, recs []pipeline.Record) {
 	}
 }
 
-// inputResult is what the output says about one input of a call.
-type inputResult struct {
-	n   int32  // record entries
+// note is what the output says against one input of a call: the module
+// failed it, or the host did (an invalid output value). Notes are rare and
+// kept in index order.
+type note struct {
+	idx int
 	err string // the module's error message, if it failed the input
 	bad string // why the host failed it (invalid output value), if it did
 }
@@ -87,10 +89,21 @@ type recEntry struct {
 // decoder checks an output and turns it into records. One lives in each
 // instance and its slices are reused from call to call.
 type decoder struct {
-	inputs  []inputResult // per input of the call
-	entries []recEntry    // per record entry
-	slab    int           // bytes of values, keys and headers that differ from the input
-	same    bool          // every input has one record entry, identical to it
+	inputs  []int32    // per input of the call: its record entries
+	notes   []note     // failed inputs
+	entries []recEntry // per record entry
+	slab    int        // bytes of values, keys and headers that differ from the input
+	split   bool       // an input has several record entries
+	same    bool       // every input has one record entry, identical to it
+}
+
+// noteFor returns the note of input idx, adding one if it has none. Entries
+// come in index order, so an input's note, if any, is the last one.
+func (d *decoder) noteFor(idx int) *note {
+	if len(d.notes) == 0 || d.notes[len(d.notes)-1].idx != idx {
+		d.notes = append(d.notes, note{idx: idx})
+	}
+	return &d.notes[len(d.notes)-1]
 }
 
 // malformed is the reason an output breaks the ABI.
@@ -108,10 +121,12 @@ func badOutput(format string, args ...any) *malformed {
 func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malformed {
 	n := len(recs)
 	if cap(d.inputs) < n {
-		d.inputs = make([]inputResult, n)
+		d.inputs = make([]int32, n)
 	}
 	d.inputs = d.inputs[:n]
 	clear(d.inputs)
+	d.notes = d.notes[:0]
+	d.split = false
 	d.entries = d.entries[:0]
 	d.slab = 0
 	d.same = false
@@ -195,8 +210,10 @@ func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malf
 				ent.flags |= sameValue
 			} else {
 				d.slab += len(value)
-				if validate && d.inputs[idx].bad == "" && !validJSON(value) {
-					d.inputs[idx].bad = fmt.Sprintf("output value is not valid JSON: %s", quoteSnippet(value))
+				if validate && !validJSON(value) {
+					if nt := d.noteFor(idx); nt.bad == "" {
+						nt.bad = fmt.Sprintf("output value is not valid JSON: %s", quoteSnippet(value))
+					}
 				}
 			}
 			if bytes.Equal(ent.key.of(out), in.Key) {
@@ -208,15 +225,17 @@ func (d *decoder) check(out []byte, recs []pipeline.Record, validate bool) *malf
 				ent.flags |= sameDest
 			}
 			d.entries = append(d.entries, ent)
-			d.inputs[idx].n++
+			if d.inputs[idx]++; d.inputs[idx] > 1 {
+				d.split = true
+			}
 		case 1:
 			msg, q, ok := field(out, p)
 			if !ok {
 				return badOutput("entry %d: error message past the end of the output", e)
 			}
 			p = q
-			if d.inputs[idx].err == "" {
-				d.inputs[idx].err = cleanMessage(msg)
+			if nt := d.noteFor(idx); nt.err == "" {
+				nt.err = cleanMessage(msg)
 			}
 		default:
 			return badOutput("entry %d: unknown status %d (want 0 record or 1 error)", e, status)
@@ -329,17 +348,21 @@ func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
 	}
 	st.materialize()
 	// Settle the inputs' fates first: failures, and splits that cannot be numbered.
-	for i := range d.inputs {
-		r := &d.inputs[i]
-		switch {
-		case r.err != "":
-			st.fail(lo+i, &Error{Module: module, Kind: ErrRecord, Msg: r.err})
-		case r.bad != "":
-			st.fail(lo+i, &Error{Module: module, Func: "sluice_process", Kind: ErrInvalidOutput, Msg: r.bad})
-		case r.n > 1:
-			if _, ok := splitPart(recs[i].ID.Part, 0, int(r.n)); !ok {
+	for _, nt := range d.notes {
+		if nt.err != "" {
+			st.fail(lo+nt.idx, &Error{Module: module, Kind: ErrRecord, Msg: nt.err})
+		} else {
+			st.fail(lo+nt.idx, &Error{Module: module, Func: "sluice_process", Kind: ErrInvalidOutput, Msg: nt.bad})
+		}
+	}
+	if d.split {
+		for i, n := range d.inputs {
+			if n < 2 {
+				continue
+			}
+			if _, ok := splitPart(recs[i].ID.Part, 0, int(n)); !ok {
 				st.fail(lo+i, &Error{Module: module, Func: "sluice_process", Kind: ErrInvalidOutput,
-					Msg: fmt.Sprintf("cannot number %d parts of a record that is part %d of an earlier split (at most two levels of splits of up to 65535 parts)", r.n, recs[i].ID.Part)})
+					Msg: fmt.Sprintf("cannot number %d parts of a record that is part %d of an earlier split (at most two levels of splits of up to 65535 parts)", n, recs[i].ID.Part)})
 			}
 		}
 	}
@@ -396,7 +419,7 @@ func (d *decoder) emit(out []byte, lo int, st *procState, module string) {
 				slab = slab[n:]
 			}
 		}
-		if n := int(d.inputs[idx].n); n > 1 {
+		if n := int(d.inputs[idx]); n > 1 {
 			rec.ID.Part, _ = splitPart(in.ID.Part, int(k), n)
 		}
 		counts[idx] = k + 1
