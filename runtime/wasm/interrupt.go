@@ -16,7 +16,8 @@ import (
 //
 //   - it adds a mutable i32 global, exported as interruptExport;
 //   - it checks it at the entry of every function and the head of every
-//     loop: `global.get $g  if  unreachable  end` (a load and a branch);
+//     loop: `global.get $g  if  unreachable  end` (a load and a branch),
+//     except in leaf functions, which have no loop and no call;
 //   - it turns a start function into an export, startExport, that the host
 //     calls after instantiation, so that it too runs under a time limit.
 //
@@ -293,8 +294,14 @@ func instrumentCode(b []byte, check []byte) ([]byte, error) {
 		}
 		body = append(body[:0], code[:cr.p]...)
 		var err error
-		if body, err = instrumentExpr(body, code[cr.p:], check); err != nil {
+		var leaf bool
+		if body, leaf, err = instrumentExpr(body, code[cr.p:], check); err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
+		}
+		if leaf {
+			// No loop and no call: its run is bounded by its size, and its
+			// callers' checks bound how often it runs.
+			body = append(body[:0], code...)
 		}
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
@@ -307,11 +314,19 @@ func instrumentCode(b []byte, check []byte) ([]byte, error) {
 // before its first instruction that is not a block, a local or global
 // access, a constant or a nop, unless a loop (which has its own check)
 // comes first. Go's wasm functions all open with such a loop, so this
-// saves a check per call.
-func instrumentExpr(dst, code, check []byte) ([]byte, error) {
+// saves a check per call. It also reports whether the function is a leaf:
+// no loop and no call of any kind. A leaf needs no check at all (its
+// caller drops the one added at its entry): it runs at most once per
+// instruction of it, each time its caller reaches a call, and every
+// caller that is not a leaf itself passes a check of its own to get there
+// again (a loop head or its entry). Small helpers such as a WAT module's
+// field readers, or Rust's and C's inlined-but-not-quite accessors, are
+// leaves called once or more per record.
+func instrumentExpr(dst, code, check []byte) ([]byte, bool, error) {
 	r := &reader{b: code}
 	from := 0
 	entry := true // the entry check is still due
+	leaf := true
 	for r.p < len(code) && r.err == nil {
 		at := r.p
 		op := r.byte1()
@@ -326,6 +341,10 @@ func instrumentExpr(dst, code, check []byte) ([]byte, error) {
 				from = at
 				entry = false
 			}
+		}
+		switch op {
+		case 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15: // loop, call, call_indirect, return_call(_indirect), call_ref, return_call_ref
+			leaf = false
 		}
 		switch {
 		case op == 0x03: // loop
@@ -414,13 +433,13 @@ func instrumentExpr(dst, code, check []byte) ([]byte, error) {
 				r.fail(fmt.Sprintf("unknown opcode 0xFE %d", sub))
 			}
 		default:
-			return nil, fmt.Errorf("unknown opcode %#x at byte %d", op, at)
+			return nil, false, fmt.Errorf("unknown opcode %#x at byte %d", op, at)
 		}
 	}
 	if r.err != nil {
-		return nil, r.err
+		return nil, false, r.err
 	}
-	return append(dst, code[from:]...), nil
+	return append(dst, code[from:]...), leaf, nil
 }
 
 // reader reads the binary format; the first error sticks.
