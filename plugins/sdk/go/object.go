@@ -25,8 +25,17 @@ type Object struct {
 	open    int     // index of '{'
 	fields  []field // top-level fields in document order
 	vbuf    []byte  // staging for an encoded value
-	tbuf    []byte  // staging for an inserted field; unquoted strings
+	tbuf    []byte  // unquoted strings
 	err     error   // first failed edit
+
+	names    [4]quotedName // names set lately, quoted
+	nextName int           // the entry of names to replace next
+}
+
+type quotedName struct {
+	name   string
+	quoted []byte
+	esc    bool
 }
 
 type field struct {
@@ -253,11 +262,33 @@ func init() {
 }
 
 // find returns the index in o.fields of the first field called name, or -1.
+// (Lengths and first bytes first: a call of memequal costs more than the
+// rest of a field's comparison.)
 func (o *Object) find(name string) int {
 	if !o.index() {
 		return -1
 	}
-	for j := range o.fields {
+	fields, b := o.fields, o.b
+	if len(name) == 0 {
+		return o.findSlow(name, 0)
+	}
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	c0 := name[0]
+	for j := range fields {
+		f := &fields[j]
+		if f.esc {
+			return o.findSlow(name, j)
+		}
+		if f.k1-f.k0 == len(name) && load8(p, f.k0) == c0 && string(b[f.k0:f.k1]) == name {
+			return j
+		}
+	}
+	return -1
+}
+
+// findSlow is find from fields[j] on, decoding keys with escapes.
+func (o *Object) findSlow(name string, j int) int {
+	for ; j < len(o.fields); j++ {
 		f := &o.fields[j]
 		if !f.esc {
 			if f.k1-f.k0 == len(name) && string(o.b[f.k0:f.k1]) == name {
@@ -396,8 +427,17 @@ func (o *Object) Set(name string, v Value) {
 // be valid JSON (the host rejects a record whose value is not). raw may
 // alias the object.
 func (o *Object) SetRaw(name string, raw []byte) {
-	o.vbuf = append(o.vbuf[:0], raw...)
-	o.setEncoded(name, o.vbuf)
+	if len(raw) > 0 && (aliases(raw, o.b) || aliases(raw, o.own)) {
+		o.vbuf = append(o.vbuf[:0], raw...)
+		raw = o.vbuf
+	}
+	o.setEncoded(name, raw)
+}
+
+// aliases reports whether a starts within b's capacity.
+func aliases(a, b []byte) bool {
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa >= pb && pa < pb+uintptr(cap(b))
 }
 
 func (o *Object) setEncoded(name string, val []byte) {
@@ -406,27 +446,56 @@ func (o *Object) setEncoded(name string, val []byte) {
 		return
 	}
 	if j := o.find(name); j >= 0 {
-		f := o.fields[j]
-		o.splice(f.v0, f.v1, val, j+1)
-		o.fields[j].v1 = f.v0 + len(val)
+		f := &o.fields[j]
+		v0 := f.v0
+		o.splice(v0, f.v1, val, j+1)
+		o.fields[j].v1 = v0 + len(val)
 		return
 	}
-	// Add ,"name":val before the closing brace.
-	at := o.open + 1
-	t := o.tbuf[:0]
-	if n := len(o.fields); n > 0 {
-		at = o.fields[n-1].v1
-		t = append(t, ',')
+	// Add ,"name":val after the last value (or "name":val after the
+	// opening brace), written straight into a gap opened for it.
+	q, esc := o.quoted(name)
+	n := len(o.fields)
+	at, comma := o.open+1, 0
+	if n > 0 {
+		at, comma = o.fields[n-1].v1, 1
 	}
-	k0 := at + len(t) + 1
-	t = AppendQuote(t, name)
-	k1 := at + len(t) - 1
-	t = append(t, ':')
-	v0 := at + len(t)
-	t = append(t, val...)
-	o.tbuf = t
-	o.splice(at, at, t, len(o.fields))
-	o.fields = append(o.fields, field{k0: k0, k1: k1, v0: v0, v1: v0 + len(val), esc: hasEscape(name)})
+	size := comma + len(q) + 1 + len(val)
+	b := o.gap(at, at, size, n)
+	if comma != 0 {
+		b[at] = ','
+	}
+	k0 := at + comma
+	copy(b[k0:], q)
+	v0 := k0 + len(q) + 1
+	b[v0-1] = ':'
+	copy(b[v0:], val)
+	if n < cap(o.fields) {
+		o.fields = o.fields[:n+1]
+	} else {
+		o.fields = append(o.fields, field{})
+	}
+	f := &o.fields[n]
+	f.k0, f.k1, f.v0, f.v1, f.esc = k0+1, v0-2, v0, v0+len(val), esc
+}
+
+// quoted returns name as a JSON string, and whether its key compares
+// through AppendUnquote (hasEscape). The last few names are kept: a
+// transform sets the same few names on every record. (A cached name is
+// kept alive by the cache, so its address identifies it.)
+func (o *Object) quoted(name string) ([]byte, bool) {
+	for i := range o.names {
+		c := &o.names[i]
+		if len(c.name) == len(name) && unsafe.StringData(c.name) == unsafe.StringData(name) {
+			return c.quoted, c.esc
+		}
+	}
+	c := &o.names[o.nextName%len(o.names)]
+	o.nextName++
+	c.name = name
+	c.quoted = AppendQuote(c.quoted[:0], name)
+	c.esc = hasEscape(name)
+	return c.quoted, c.esc
 }
 
 func hasEscape(name string) bool {
@@ -472,34 +541,44 @@ func (o *Object) SetBytes(b []byte) {
 // splice replaces b[a:z] with repl and shifts the index entries from
 // fields[from:] by the change in length.
 func (o *Object) splice(a, z int, repl []byte, from int) {
-	delta := len(repl) - (z - a)
+	b := o.gap(a, z, len(repl), from)
+	copy(b[a:], repl)
+}
+
+// gap replaces b[a:z] with size bytes to be written by the caller, and
+// returns b. It shifts the index entries from fields[from:] by the change
+// in length. b is then owned by o: the first edit copies the document,
+// later ones edit it in place.
+func (o *Object) gap(a, z, size, from int) []byte {
+	delta := size - (z - a)
+	old := len(o.b)
 	if !o.owned {
-		n := len(o.b) + delta
-		buf := o.own[:0]
+		n := old + delta
+		buf := o.own
 		if cap(buf) < n {
-			buf = make([]byte, 0, n+n/2+64)
+			buf = make([]byte, n, n+n/2+64)
 		}
-		buf = append(buf, o.b[:a]...)
-		buf = append(buf, repl...)
-		buf = append(buf, o.b[z:]...)
+		buf = buf[:n]
+		copy(buf, o.b[:a])
+		copy(buf[a+size:], o.b[z:])
 		o.own, o.b, o.owned = buf, buf, true
-	} else {
-		old := len(o.b)
-		switch {
-		case delta > 0:
-			if cap(o.b)-old < delta {
-				grown := make([]byte, old, 2*old+delta+64)
-				copy(grown, o.b)
-				o.b = grown
-			}
-			o.b = o.b[:old+delta]
-			copy(o.b[z+delta:], o.b[z:old])
-		case delta < 0:
-			copy(o.b[a+len(repl):], o.b[z:])
-			o.b = o.b[:old+delta]
+	} else if delta != 0 {
+		b := o.b
+		if delta > 0 && cap(b)-old < delta {
+			grown := make([]byte, old, 2*old+delta+64)
+			copy(grown, b)
+			b = grown
 		}
-		copy(o.b[a:], repl)
-		o.own = o.b
+		b = b[:old+delta]
+		if tail := old - z; tail <= 8 && delta > 0 {
+			// Most edits append a field: the tail is "}".
+			for k := old - 1; k >= z; k-- {
+				b[k+delta] = b[k]
+			}
+		} else {
+			copy(b[z+delta:], o.b[z:old])
+		}
+		o.b, o.own = b, b
 	}
 	o.edited = true
 	if delta != 0 {
@@ -511,4 +590,5 @@ func (o *Object) splice(a, z int, repl []byte, from int) {
 			f.v1 += delta
 		}
 	}
+	return o.b
 }
