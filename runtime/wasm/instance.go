@@ -105,6 +105,13 @@ type instance struct {
 
 // watchdog stops a call that runs too long by setting the module's
 // interrupt global (see instrument) from a timer.
+//
+// Arming and disarming a timer on every call cost more than a small call
+// itself, so the timer is left running: arm moves it earlier only when it
+// is idle or set for later than the new deadline, disarm leaves it, and
+// when it fires before the armed call's deadline (it was set for an
+// earlier call) it sets itself again for that deadline. A busy instance's
+// timer thus fires about once per time limit; an idle one's stops.
 type watchdog struct {
 	flag  api.MutableGlobal
 	timer *time.Timer
@@ -114,7 +121,9 @@ type watchdog struct {
 	mu       sync.Mutex
 	armed    bool
 	fired    bool
-	deadline time.Time
+	deadline time.Time // of the armed call
+	pending  bool      // the timer is set, for at
+	at       time.Time
 }
 
 // expired reports whether the armed call ran out of time.
@@ -130,30 +139,41 @@ func (w *watchdog) init(flag api.MutableGlobal) {
 	w.timer.Stop()
 }
 
-// fire runs on the timer's goroutine. A run left over from an earlier call
-// (its timer fired while that call was returning) comes before the current
-// deadline and is ignored; the timer fires again at the deadline.
+// fire runs on the timer's goroutine. It stops the armed call if its
+// deadline has passed, sets the timer again for it if not (the timer was
+// set for an earlier call), and lets the timer go idle when no call is
+// armed.
 func (w *watchdog) fire() {
 	w.mu.Lock()
-	if w.armed && !w.fired && !time.Now().Before(w.deadline) {
-		w.fired = true
-		w.flag.Set(1)
+	defer w.mu.Unlock()
+	w.pending = false
+	if !w.armed || w.fired {
+		return
 	}
-	w.mu.Unlock()
+	if now := time.Now(); now.Before(w.deadline) {
+		w.pending, w.at = true, w.deadline
+		w.timer.Reset(w.deadline.Sub(now))
+		return
+	}
+	w.fired = true
+	w.flag.Set(1)
 }
 
 // arm starts the clock for a call of at most d.
 func (w *watchdog) arm(d time.Duration) {
 	w.limit = d
+	now := time.Now()
 	w.mu.Lock()
-	w.armed, w.fired, w.deadline = true, false, time.Now().Add(d)
+	w.armed, w.fired, w.deadline = true, false, now.Add(d)
+	if !w.pending || w.at.After(w.deadline) {
+		w.pending, w.at = true, w.deadline
+		w.timer.Reset(d)
+	}
 	w.mu.Unlock()
-	w.timer.Reset(d)
 }
 
 // disarm stops the clock and reports whether it ran out.
 func (w *watchdog) disarm() bool {
-	w.timer.Stop()
 	w.mu.Lock()
 	fired := w.fired
 	w.armed, w.fired = false, false
