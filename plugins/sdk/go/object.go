@@ -265,7 +265,10 @@ func init() {
 // (Lengths and first bytes first: a call of memequal costs more than the
 // rest of a field's comparison.)
 func (o *Object) find(name string) int {
-	if !o.index() {
+	if !o.indexed {
+		o.index()
+	}
+	if !o.isObj {
 		return -1
 	}
 	fields, b := o.fields, o.b
@@ -337,9 +340,14 @@ func (o *Object) GetRaw(name string) ([]byte, bool) {
 
 // GetFloat returns the field called name if it is a number.
 func (o *Object) GetFloat(name string) (float64, bool) {
-	v, ok := o.GetRaw(name)
-	if !ok {
+	j := o.find(name)
+	if j < 0 {
 		return 0, false
+	}
+	f := &o.fields[j]
+	v := o.b[f.v0:f.v1]
+	if x, ok := parseSimpleFloat(v); ok {
+		return x, true
 	}
 	return ParseFloat(v)
 }
@@ -441,7 +449,10 @@ func aliases(a, b []byte) bool {
 }
 
 func (o *Object) setEncoded(name string, val []byte) {
-	if !o.index() {
+	if !o.indexed {
+		o.index()
+	}
+	if !o.isObj {
 		o.fail(ErrNotObject)
 		return
 	}
