@@ -35,6 +35,8 @@ type Pipeline struct {
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      prometheus.Registerer
+
+	retryBase time.Duration // first backoff after a failed write (default 100ms; tests)
 }
 
 // Stage is a named component; the name is the component's place in the
@@ -49,6 +51,24 @@ type Stage[T any] struct {
 // most maxWait after the first record of a batch before writing it.
 type Limiter interface {
 	BatchLimits() (maxRecords int, maxWait time.Duration)
+}
+
+// Pipeliner is implemented by sinks that can have several writes in flight.
+// The runner calls Start in the order of the records, from one goroutine,
+// for up to MaxInFlight writes at once, and settles them in that order; a
+// Pipeliner must store the records of writes that succeed in the order
+// they were started (Kafka: per partition). After a write fails as a whole,
+// the runner starts nothing new, retries the failed batch with Write until
+// it succeeds, and then writes again, in order, every later batch that was
+// already in flight, even those that had succeeded: the sink may then hold
+// a record twice, but the last copy of every record is in the order the
+// records came, as with a sink written one batch at a time.
+type Pipeliner interface {
+	// MaxInFlight is how many writes may be in flight at once.
+	MaxInFlight() int
+	// Start begins writing b and returns a function that waits until the
+	// write has ended and returns what Write would have.
+	Start(ctx context.Context, b Batch) (wait func() error)
 }
 
 // closeGrace bounds closing the components after a drain that timed out:
@@ -277,17 +297,33 @@ func (p *Pipeline) runSink(ctx context.Context, s Stage[Sink], in <-chan Batch, 
 	if l, ok := s.C.(Limiter); ok {
 		maxRecords, maxWait = l.BatchLimits()
 	}
+	inFlight := 1
+	pl, ok := s.C.(Pipeliner)
+	if ok {
+		inFlight = max(pl.MaxInFlight(), 1)
+	}
 	writes := make(chan Batch)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for b := range writes {
-			for len(b) > 0 {
-				n := min(len(b), maxRecords)
-				p.write(ctx, s, b[:n], dl, m, log)
-				b = b[n:]
+		chunks := make(chan Batch)
+		go func() {
+			defer close(chunks)
+			for b := range writes {
+				for len(b) > 0 {
+					n := min(len(b), maxRecords)
+					chunks <- b[:n]
+					b = b[n:]
+				}
 			}
+		}()
+		if inFlight == 1 {
+			for b := range chunks {
+				p.write(ctx, s, b, 1, dl, m, log)
+			}
+			return
 		}
+		p.pipelineWrites(ctx, s, pl, inFlight, chunks, dl, m, log)
 	}()
 	defer func() {
 		close(writes)
@@ -330,35 +366,89 @@ func (p *Pipeline) runSink(ctx context.Context, s Stage[Sink], in <-chan Batch, 
 	}
 }
 
+// inFlightWrite is one write started by pipelineWrites: its batch, and the
+// outcome of its first attempt once it is known.
+type inFlightWrite struct {
+	b    Batch
+	err  error
+	took time.Duration
+	done chan struct{}
+}
+
+// pipelineWrites writes the batches from in to s with up to inFlight writes
+// at once, settling them in order (see Pipeliner).
+func (p *Pipeline) pipelineWrites(ctx context.Context, s Stage[Sink], pl Pipeliner, inFlight int, in <-chan Batch, dl *deadLetters, m *metrics, log *slog.Logger) {
+	slots := make(chan struct{}, inFlight) // a token per write not yet settled
+	order := make(chan *inFlightWrite, inFlight)
+	go func() {
+		defer close(order)
+		for b := range in {
+			slots <- struct{}{}
+			w := &inFlightWrite{b: b, done: make(chan struct{})}
+			start := time.Now()
+			wait := pl.Start(ctx, b)
+			go func() {
+				defer close(w.done)
+				w.err = wait()
+				w.took = time.Since(start)
+			}()
+			order <- w
+		}
+	}()
+	release := func(n int) {
+		for range n {
+			<-slots
+		}
+	}
+	// After a failed write, rewrite counts the writes started before its
+	// retry succeeded, still to be written again in order; until then no
+	// new write starts: the collector holds every slot.
+	rewrite := 0
+	for w := range order {
+		<-w.done
+		if rewrite > 0 {
+			p.write(ctx, s, w.b, 1, dl, m, log)
+			if rewrite--; rewrite == 0 {
+				release(inFlight)
+			}
+			continue
+		}
+		if p.settle(s, w.b, w.err, w.took, 1, dl, m, log) {
+			release(1)
+			continue
+		}
+		// Take every free slot, so that nothing new starts; the slots
+		// taken by others are writes started before w's retry.
+		mine := 0
+	fill:
+		for {
+			select {
+			case slots <- struct{}{}:
+				mine++
+			default:
+				break fill
+			}
+		}
+		p.write(ctx, s, w.b, 2, dl, m, log)
+		if rewrite = inFlight - 1 - mine; rewrite == 0 {
+			release(inFlight)
+		}
+	}
+}
+
 // write writes b to s until it succeeds or ctx ends, then settles the acks.
-func (p *Pipeline) write(ctx context.Context, s Stage[Sink], b Batch, dl *deadLetters, m *metrics, log *slog.Logger) {
+// attempt numbers the first try (2 after a failed try elsewhere).
+func (p *Pipeline) write(ctx context.Context, s Stage[Sink], b Batch, attempt int, dl *deadLetters, m *metrics, log *slog.Logger) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
+	if p.retryBase > 0 {
+		bo.InitialInterval = p.retryBase
+	}
 	bo.MaxInterval = 5 * time.Second
-	outCount := m.records.WithLabelValues(p.Name, s.Name, "out")
-	for attempt := 1; ; attempt++ {
+	for ; ; attempt++ {
 		start := time.Now()
 		err := s.C.Write(ctx, b)
-		if err == nil {
-			m.writeTime.WithLabelValues(p.Name, s.Name).Observe(time.Since(start).Seconds())
-			outCount.Add(float64(len(b)))
-			if attempt > 1 {
-				log.Info("sink recovered", "stage", s.Name, "attempts", attempt)
-			}
-			b.Settle(nil)
-			return
-		}
-		if re, ok := AsRecordErrors(err); ok {
-			failed := m.records.WithLabelValues(p.Name, s.Name, "failed")
-			for i := range b {
-				if e, bad := re[i]; bad {
-					failed.Inc()
-					dl.send(s.Name, b[i], e)
-				} else {
-					outCount.Inc()
-					b[i].Ack.Done(nil)
-				}
-			}
+		if p.settle(s, b, err, time.Since(start), attempt, dl, m, log) {
 			return
 		}
 		if ctx.Err() != nil {
@@ -375,6 +465,37 @@ func (p *Pipeline) write(ctx context.Context, s Stage[Sink], b Batch, dl *deadLe
 			return
 		}
 	}
+}
+
+// settle settles the acks of b after a write that returned err, and reports
+// whether it did: false means the write failed as a whole and b is to be
+// written again.
+func (p *Pipeline) settle(s Stage[Sink], b Batch, err error, took time.Duration, attempt int, dl *deadLetters, m *metrics, log *slog.Logger) bool {
+	outCount := m.records.WithLabelValues(p.Name, s.Name, "out")
+	if err == nil {
+		m.writeTime.WithLabelValues(p.Name, s.Name).Observe(took.Seconds())
+		outCount.Add(float64(len(b)))
+		if attempt > 1 {
+			log.Info("sink recovered", "stage", s.Name, "attempts", attempt)
+		}
+		b.Settle(nil)
+		return true
+	}
+	re, ok := AsRecordErrors(err)
+	if !ok {
+		return false
+	}
+	failed := m.records.WithLabelValues(p.Name, s.Name, "failed")
+	for i := range b {
+		if e, bad := re[i]; bad {
+			failed.Inc()
+			dl.send(s.Name, b[i], e)
+		} else {
+			outCount.Inc()
+			b[i].Ack.Done(nil)
+		}
+	}
+	return true
 }
 
 // deadLetters writes failed records to the pipeline's dead-letter sink (or
