@@ -26,7 +26,10 @@
 // Read and edit records with the Record's methods (GetString, GetFloat,
 // Set, SetRaw, Delete, ...): they scan and splice the JSON bytes without
 // decoding them and allocate nothing per record. encoding/json costs about
-// a hundred times more in wasm; keep it for the config in OnInit.
+// a hundred times more in wasm; keep it for the config in OnInit. Names
+// passed to Set and SetRaw are best constants or strings made once (the
+// SDK caches their quoted form), and Map costs less per record than
+// Handle. copy.go notes what costs what in wasm; the README has the rules.
 //
 // The //go:wasmexport functions of the ABI live in this package: importing
 // it from package main is enough to export them. Off wasm the package
