@@ -41,7 +41,7 @@ exit status is 0 unless --expect finds a difference.
 With --expect, the outcomes are compared, input line by input line, with a
 file in the same format, as JSON values: key order and spacing do not
 matter, numbers must be written the same way (1.0 is not 1). On any
-difference each one is printed to stderr, with the field that differs, and
+difference each one is printed to stderr, with the fields that differ, and
 the exit status is 1.
 
 flags:
