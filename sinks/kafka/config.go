@@ -36,6 +36,12 @@ type Config struct {
 	BatchSize int `yaml:"batch_size"`
 	// Linger is how long the runner waits to fill a batch (default 5ms).
 	Linger time.Duration `yaml:"linger"`
+	// MaxInFlight is how many batches may be written at once (default 2;
+	// 1 writes one batch at a time). Batches reach each partition in order;
+	// after a write fails, the batches written after it are written again,
+	// so that the last copy of every record is in order (see
+	// pipeline.Pipeliner).
+	MaxInFlight int `yaml:"max_in_flight"`
 	// Compression is none, snappy, lz4, zstd or gzip (default none).
 	Compression string `yaml:"compression"`
 	// CreateTopic creates Topic at start when it is missing (default false:
@@ -64,6 +70,7 @@ type Config struct {
 const (
 	DefaultBatchSize       = 1000
 	DefaultLinger          = 5 * time.Millisecond
+	DefaultMaxInFlight     = 2
 	DefaultPartitions      = 4
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultMaxMessageBytes = 1 << 20
@@ -101,6 +108,12 @@ func (c *Config) Validate() error {
 		return pipeline.Invalid("linger", "must not be negative")
 	case c.Linger == 0:
 		c.Linger = DefaultLinger
+	}
+	switch {
+	case c.MaxInFlight < 0:
+		return pipeline.Invalid("max_in_flight", "must be positive")
+	case c.MaxInFlight == 0:
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 	c.Compression = strings.ToLower(c.Compression)
 	if _, ok := compressions[c.Compression]; !ok {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -73,7 +74,8 @@ type Sink struct {
 
 	transport *kafkago.Transport
 	client    *kafkago.Client
-	w         *kafkago.Writer
+	w         *kafkago.Writer // Write, and the rare paths of Start
+	aw        *kafkago.Writer // Start: asynchronous, reports through completed
 
 	// Write runs on one goroutine at a time; these are reused between calls.
 	msgs []kafkago.Message
@@ -84,10 +86,9 @@ type Sink struct {
 }
 
 var (
-	_ pipeline.Sink = (*Sink)(nil)
-	_ interface {
-		BatchLimits() (int, time.Duration)
-	} = (*Sink)(nil)
+	_ pipeline.Sink      = (*Sink)(nil)
+	_ pipeline.Limiter   = (*Sink)(nil)
+	_ pipeline.Pipeliner = (*Sink)(nil)
 )
 
 // New checks that the brokers answer and that the topic exists (creating it
@@ -117,7 +118,27 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Sink, error) {
 		s.transport.CloseIdleConnections()
 		return nil, err
 	}
-	s.w = &kafkago.Writer{
+	s.w = s.newWriter(false)
+	if cfg.MaxInFlight > 1 {
+		s.aw = s.newWriter(true)
+	}
+	if env.Metrics != nil {
+		m, err := newMetrics(env.Metrics)
+		if err != nil {
+			s.transport.CloseIdleConnections()
+			return nil, err
+		}
+		s.m = m
+	}
+	log.Info("kafka sink ready", "brokers", s.addr, "topic", cfg.Topic, "compression", cfg.Compression)
+	return s, nil
+}
+
+// newWriter returns a kafka-go writer with the sink's settings; an async
+// one reports every message's outcome through completed (see Start).
+func (s *Sink) newWriter(async bool) *kafkago.Writer {
+	cfg, log := s.cfg, s.log
+	w := &kafkago.Writer{
 		Addr:     kafkago.TCP(cfg.Brokers...),
 		Balancer: &balancer{},
 		// kafka-go retries temporary errors (e.g. a partition whose new
@@ -143,16 +164,11 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Sink, error) {
 			}
 		}),
 	}
-	if env.Metrics != nil {
-		m, err := newMetrics(env.Metrics)
-		if err != nil {
-			s.transport.CloseIdleConnections()
-			return nil, err
-		}
-		s.m = m
+	if async {
+		w.Async = true
+		w.Completion = completed
 	}
-	log.Info("kafka sink ready", "brokers", s.addr, "topic", cfg.Topic, "compression", cfg.Compression)
-	return s, nil
+	return w
 }
 
 // BatchLimits tells the runner how to batch records for Write.
@@ -226,7 +242,96 @@ func (s *Sink) Write(ctx context.Context, b pipeline.Batch) error {
 		s.m.failed()
 		return err
 	}
-	msgs, idx := s.msgs[:0], s.idx[:0]
+	msgs, idx, bytes := s.build(b, rejected, s.msgs[:0], s.idx[:0])
+	s.msgs, s.idx = msgs, idx
+	defer s.release()
+	var err error
+	if len(msgs) > 0 {
+		err = s.sortOut(ctx, msgs, idx, s.w.WriteMessages(ctx, msgs...), rejected)
+	}
+	return s.finish(b, start, bytes, rejected, err)
+}
+
+// MaxInFlight is how many batches the runner may have Start write at once.
+func (s *Sink) MaxInFlight() int { return s.cfg.MaxInFlight }
+
+// Start hands b to the asynchronous writer and returns a function that
+// waits for its outcome; see pipeline.Pipeliner. kafka-go's writer keeps
+// one queue per partition, written one batch at a time, so batches started
+// in order reach each partition in order.
+func (s *Sink) Start(ctx context.Context, b pipeline.Batch) (wait func() error) {
+	if s.aw == nil || len(b) == 0 {
+		return func() error { return s.Write(ctx, b) }
+	}
+	start := time.Now()
+	rejected := pipeline.RecordErrors{}
+	if err := s.checkDests(ctx, b, rejected); err != nil {
+		s.m.failed()
+		return func() error { return err }
+	}
+	msgs, idx, bytes := s.build(b, rejected, make([]kafkago.Message, 0, len(b)), make([]int, 0, len(b)))
+	if len(msgs) == 0 {
+		return func() error { return s.finish(b, start, bytes, rejected, nil) }
+	}
+	p := &pending{errs: make([]error, len(msgs)), tags: make([]tag, len(msgs)), done: make(chan struct{})}
+	p.left.Store(int64(len(msgs)))
+	for j := range msgs {
+		p.tags[j] = tag{p: p, j: j}
+		msgs[j].WriterData = &p.tags[j]
+	}
+	if err := s.aw.WriteMessages(ctx, msgs...); err != nil {
+		// Refused before anything was queued (a closed writer, a message
+		// too large, no metadata for a topic).
+		return func() error { return s.finish(b, start, bytes, rejected, s.sortOut(ctx, msgs, idx, err, rejected)) }
+	}
+	return func() error {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return s.finish(b, start, bytes, rejected, s.writeError(msgs, ctx.Err()))
+		}
+		var werr error
+		if slices.ContainsFunc(p.errs, func(e error) bool { return e != nil }) {
+			werr = kafkago.WriteErrors(p.errs)
+		}
+		return s.finish(b, start, bytes, rejected, s.sortOut(ctx, msgs, idx, werr, rejected))
+	}
+}
+
+// pending is a batch handed to the asynchronous writer: the outcome of
+// each of its messages, and how many are still unknown.
+type pending struct {
+	errs []error
+	tags []tag
+	left atomic.Int64
+	done chan struct{} // closed when left reaches 0
+}
+
+// tag is a message's WriterData: its batch and its index there.
+type tag struct {
+	p *pending
+	j int
+}
+
+// completed is the asynchronous writer's Completion: kafka-go calls it
+// with each partition batch it has written or given up on.
+func completed(msgs []kafkago.Message, err error) {
+	for i := range msgs {
+		t, ok := msgs[i].WriterData.(*tag)
+		if !ok {
+			continue
+		}
+		t.p.errs[t.j] = err
+		if t.p.left.Add(-1) == 0 {
+			close(t.p.done)
+		}
+	}
+}
+
+// build appends to msgs the message of every record of b not in rejected,
+// and its index in b to idx; a record too large is added to rejected. It
+// returns the bytes of the values too.
+func (s *Sink) build(b pipeline.Batch, rejected pipeline.RecordErrors, msgs []kafkago.Message, idx []int) ([]kafkago.Message, []int, int) {
 	var bytes int
 	for i := range b {
 		if _, ok := rejected[i]; ok {
@@ -241,23 +346,28 @@ func (s *Sink) Write(ctx context.Context, b pipeline.Batch) error {
 		msgs = append(msgs, m)
 		idx = append(idx, i)
 	}
-	s.msgs, s.idx = msgs, idx
-	defer s.release()
+	return msgs, idx, bytes
+}
 
-	if len(msgs) > 0 {
-		retry, err := s.write(ctx, msgs, idx, rejected)
-		if err != nil {
-			s.m.failed()
-			return err
-		}
-		if len(retry) > 0 {
-			// Batches that the broker refused as too large: find the
-			// offending messages by halves.
-			if err := s.isolate(ctx, retry, rejected); err != nil {
-				s.m.failed()
-				return err
-			}
-		}
+// sortOut sorts out werr, the outcome of writing msgs (records idx of the
+// batch): permanent failures go to rejected, messages the broker refused
+// as too large are isolated and written again, and any other failure is
+// returned.
+func (s *Sink) sortOut(ctx context.Context, msgs []kafkago.Message, idx []int, werr error, rejected pipeline.RecordErrors) error {
+	retry, err := s.outcome(ctx, msgs, idx, werr, rejected)
+	if err != nil || len(retry) == 0 {
+		return err
+	}
+	// Batches that the broker refused as too large: find the offending
+	// messages by halves.
+	return s.isolate(ctx, msgs, idx, retry, rejected)
+}
+
+// finish counts a write that ended with err and returns what Write returns.
+func (s *Sink) finish(b pipeline.Batch, start time.Time, bytes int, rejected pipeline.RecordErrors, err error) error {
+	if err != nil {
+		s.m.failed()
+		return err
 	}
 	s.m.written(len(b)-len(rejected), len(rejected), bytes, time.Since(start))
 	if len(rejected) > 0 {
@@ -343,7 +453,11 @@ func messageSize(m *kafkago.Message) int {
 // permanent failures go to rejected, batches refused as too large are
 // returned for isolate, and any other failure is the returned error.
 func (s *Sink) write(ctx context.Context, msgs []kafkago.Message, idx []int, rejected pipeline.RecordErrors) (tooLarge []int, err error) {
-	err = s.w.WriteMessages(ctx, msgs...)
+	return s.outcome(ctx, msgs, idx, s.w.WriteMessages(ctx, msgs...), rejected)
+}
+
+// outcome sorts out err, what writing msgs returned; see write.
+func (s *Sink) outcome(ctx context.Context, msgs []kafkago.Message, idx []int, err error, rejected pipeline.RecordErrors) (tooLarge []int, _ error) {
 	if err == nil {
 		return nil, nil
 	}
@@ -427,12 +541,12 @@ func sameMessage(a, b *kafkago.Message) bool {
 // isolate rewrites the records of a batch that the broker refused as too
 // large (the refusal covers a whole per-partition batch, not one message),
 // halving the groups until each refused record is alone.
-func (s *Sink) isolate(ctx context.Context, recs []int, rejected pipeline.RecordErrors) error {
+func (s *Sink) isolate(ctx context.Context, all []kafkago.Message, allIdx []int, recs []int, rejected pipeline.RecordErrors) error {
 	// This path is rare (a topic whose max.message.bytes is below
 	// max_message_bytes), so it favours simplicity over speed.
 	msgByRec := make(map[int]kafkago.Message, len(recs))
-	for j, i := range s.idx {
-		msgByRec[i] = s.msgs[j]
+	for j, i := range allIdx {
+		msgByRec[i] = all[j]
 	}
 	var try func(group []int) error
 	try = func(group []int) error {
@@ -659,7 +773,13 @@ func (s *Sink) awaitCache(ctx context.Context, topics []string) error {
 // connections.
 func (s *Sink) Close(ctx context.Context) error {
 	done := make(chan error, 1)
-	go func() { done <- s.w.Close() }()
+	go func() {
+		var err error
+		if s.aw != nil {
+			err = s.aw.Close()
+		}
+		done <- errors.Join(err, s.w.Close())
+	}()
 	var err error
 	select {
 	case err = <-done:

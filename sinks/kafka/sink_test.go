@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -289,18 +290,19 @@ func TestDestRouting(t *testing.T) {
 		{Value: []byte(`{"i":5}`), Dest: other},
 		{Value: []byte(`{"i":6}`), Dest: missing},
 	}
-	err := s.Write(context.Background(), b)
-	re, ok := pipeline.AsRecordErrors(err)
-	if !ok {
-		t.Fatalf("Write: got %v, want RecordErrors", err)
-	}
 	wantErr := map[int]error{2: ErrUnknownTopic, 3: ErrInvalidTopic, 6: ErrUnknownTopic}
-	if len(re) != len(wantErr) {
-		t.Fatalf("rejected: got %v, want records 2, 3 and 6", re)
-	}
-	for i, want := range wantErr {
-		if !errors.Is(re[i], want) {
-			t.Fatalf("record %d: got %v, want %v", i, re[i], want)
+	for how, err := range map[string]error{"Write": s.Write(context.Background(), b), "Start": s.Start(context.Background(), b)()} {
+		re, ok := pipeline.AsRecordErrors(err)
+		if !ok {
+			t.Fatalf("%s: got %v, want RecordErrors", how, err)
+		}
+		if len(re) != len(wantErr) {
+			t.Fatalf("%s: rejected %v, want records 2, 3 and 6", how, re)
+		}
+		for i, want := range wantErr {
+			if !errors.Is(re[i], want) {
+				t.Fatalf("%s: record %d: got %v, want %v", how, i, re[i], want)
+			}
 		}
 	}
 	values := func(topic string) string {
@@ -313,10 +315,11 @@ func TestDestRouting(t *testing.T) {
 		slices.Sort(vs)
 		return strings.Join(vs, " ")
 	}
-	if got, want := values(main), `{"i":0} {"i":4}`; got != want {
+	// Each written twice: by Write and by Start.
+	if got, want := values(main), `{"i":0} {"i":0} {"i":4} {"i":4}`; got != want {
 		t.Fatalf("%s: got %s, want %s", main, got, want)
 	}
-	if got, want := values(other), `{"i":1} {"i":5}`; got != want {
+	if got, want := values(other), `{"i":1} {"i":1} {"i":5} {"i":5}`; got != want {
 		t.Fatalf("%s: got %s, want %s", other, got, want)
 	}
 
@@ -418,5 +421,56 @@ func TestNoGoroutineLeak(t *testing.T) {
 			t.Fatalf("goroutines: %d before New, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStartKeepsOrder: batches started one after another without waiting
+// (as the runner does with max_in_flight) are all written, and reach each
+// partition in the order they were started.
+func TestStartKeepsOrder(t *testing.T) {
+	brokers := testenv.KafkaBrokers(t)
+	topic := testenv.Name("sink_start")
+	testenv.CreateTopic(t, brokers, topic, 4)
+	s := newSink(t, Config{Brokers: brokers, Topic: topic, Key: "{{device_id}}", MaxInFlight: 4})
+	if s.MaxInFlight() != 4 {
+		t.Fatalf("MaxInFlight: got %d, want 4", s.MaxInFlight())
+	}
+	const batches, per = 40, 50
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var waits []func() error
+	for k := range batches {
+		b := make(pipeline.Batch, per)
+		for j := range b {
+			i := k*per + j
+			b[j] = pipeline.Record{
+				Value: fmt.Appendf(nil, `{"device_id":"dev%d","i":%d}`, i%7, i),
+				ID:    pipeline.ID{Device: fmt.Sprintf("dev%d", i%7), Seq: uint64(i)},
+			}
+		}
+		waits = append(waits, s.Start(ctx, b))
+	}
+	for k, wait := range waits {
+		if err := wait(); err != nil {
+			t.Fatalf("batch %d: %v", k, err)
+		}
+	}
+	total := 0
+	for p, msgs := range readAll(t, brokers, topic) {
+		last := -1
+		for _, m := range msgs {
+			var v struct{ I int }
+			if err := json.Unmarshal(m.Value, &v); err != nil {
+				t.Fatal(err)
+			}
+			if v.I <= last {
+				t.Fatalf("partition %d: record %d after record %d", p, v.I, last)
+			}
+			last = v.I
+			total++
+		}
+	}
+	if total != batches*per {
+		t.Fatalf("topic holds %d messages, want %d", total, batches*per)
 	}
 }
