@@ -19,14 +19,18 @@ import (
 // Tuning holds non-default settings for experiments; the zero value is
 // the default pipeline.
 type Tuning struct {
-	KafkaBatch  int    // sinks[0].kafka batch_size
-	WASMTimeout string // transforms[0].wasm timeout
+	KafkaBatch    int    // sinks[0].kafka batch_size
+	KafkaInFlight int    // sinks[0].kafka max_in_flight
+	WASMTimeout   string // transforms[0].wasm timeout
 }
 
 func (t Tuning) String() string {
 	var s []string
 	if t.KafkaBatch > 0 {
 		s = append(s, fmt.Sprintf("kafka batch_size %d", t.KafkaBatch))
+	}
+	if t.KafkaInFlight > 0 {
+		s = append(s, fmt.Sprintf("kafka max_in_flight %d", t.KafkaInFlight))
 	}
 	if t.WASMTimeout != "" {
 		s = append(s, "wasm timeout "+t.WASMTimeout)
@@ -39,6 +43,9 @@ func PipelineYAML(httpAddr, wsAddr, enrich string, brokers []string, chAddr, top
 	kafkaExtra, wasmExtra := "", ""
 	if tune.KafkaBatch > 0 {
 		kafkaExtra = fmt.Sprintf(", batch_size: %d", tune.KafkaBatch)
+	}
+	if tune.KafkaInFlight > 0 {
+		kafkaExtra += fmt.Sprintf(", max_in_flight: %d", tune.KafkaInFlight)
 	}
 	if tune.WASMTimeout != "" {
 		wasmExtra = "\n          timeout: " + tune.WASMTimeout
