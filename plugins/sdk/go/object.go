@@ -371,8 +371,6 @@ func init() {
 }
 
 // find returns the index in o.fields of the first field called name, or -1.
-// (Lengths and first bytes first: a call of memequal costs more than the
-// rest of a field's comparison.)
 func (o *Object) find(name string) int {
 	if !o.indexed {
 		o.index()
@@ -380,18 +378,37 @@ func (o *Object) find(name string) int {
 	if !o.isObj {
 		return -1
 	}
+	j := o.findFast(name)
+	if j == -2 {
+		j = o.findSlow(name, 0)
+	}
+	return j
+}
+
+// findFast is find over an index whose keys have no escapes; it returns -2
+// when it meets one. It makes no calls (see indexFast): lengths and first
+// bytes first, then the bytes.
+func (o *Object) findFast(name string) int {
 	fields, b := o.fields, o.b
 	if len(name) == 0 {
-		return o.findSlow(name, 0)
+		return -2
 	}
 	p := unsafe.Pointer(unsafe.SliceData(b))
-	c0 := name[0]
+	np := unsafe.Pointer(unsafe.StringData(name))
+	c0 := load8(np, 0)
 	for j := range fields {
 		f := &fields[j]
 		if f.esc {
-			return o.findSlow(name, j)
+			return -2
 		}
-		if f.k1-f.k0 == len(name) && load8(p, f.k0) == c0 && string(b[f.k0:f.k1]) == name {
+		if f.k1-f.k0 != len(name) || load8(p, f.k0) != c0 {
+			continue
+		}
+		k := 1
+		for k < len(name) && load8(p, f.k0+k) == load8(np, k) {
+			k++
+		}
+		if k == len(name) {
 			return j
 		}
 	}
@@ -534,10 +551,18 @@ func (o *Object) Set(name string, v Value) {
 	var ok bool
 	o.vbuf, ok = v.appendJSON(o.vbuf[:0])
 	if !ok {
-		o.fail(errors.New("sluice: set " + strconv.Quote(name) + ": " + v.String() + " has no JSON form"))
+		o.failSet(name, &v)
 		return
 	}
 	o.setEncoded(name, o.vbuf)
+}
+
+// failSet records that name cannot be set to v. (Out of Set, and v by
+// pointer: a Value is copied with memory.copy in wasm.)
+//
+//go:noinline
+func (o *Object) failSet(name string, v *Value) {
+	o.fail(errors.New("sluice: set " + strconv.Quote(name) + ": " + v.String() + " has no JSON form"))
 }
 
 // SetRaw sets the field called name to the raw JSON value raw, which must

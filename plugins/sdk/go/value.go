@@ -40,7 +40,7 @@ func Raw(json []byte) Value { return Value{kind: rawKind, raw: json} }
 // rawKind marks a Value holding already-encoded JSON.
 const rawKind = Kind(255)
 
-func (v Value) appendJSON(dst []byte) ([]byte, bool) {
+func (v *Value) appendJSON(dst []byte) ([]byte, bool) {
 	switch v.kind {
 	case KindString:
 		return AppendQuote(dst, v.s), true
