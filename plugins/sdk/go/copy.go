@@ -48,3 +48,31 @@ func growSlow(b []byte, n int) []byte {
 	copy(nb, b)
 	return nb
 }
+
+// move copies src to dst (which has room for it) like copy: up to 16 bytes
+// with a few loads and stores, all loads first (so dst and src may
+// overlap), and no call to memmove, which costs more than the rest of a
+// short copy.
+func move(dst, src []byte) {
+	n := len(src)
+	if n > 16 {
+		copy(dst, src)
+		return
+	}
+	d, s := unsafe.Pointer(unsafe.SliceData(dst)), unsafe.Pointer(unsafe.SliceData(src))
+	switch {
+	case n >= 8:
+		a, b := load64(s, 0), load64(s, n-8)
+		*(*uint64)(d) = a
+		*(*uint64)(unsafe.Add(d, n-8)) = b
+	case n >= 4:
+		a, b := get32(s, 0), get32(s, n-4)
+		*(*uint32)(d) = a
+		*(*uint32)(unsafe.Add(d, n-4)) = b
+	case n > 0:
+		a, b, c := load8(s, 0), load8(s, n/2), load8(s, n-1)
+		*(*byte)(d) = a
+		*(*byte)(unsafe.Add(d, n/2)) = b
+		*(*byte)(unsafe.Add(d, n-1)) = c
+	}
+}

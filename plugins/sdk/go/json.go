@@ -457,39 +457,50 @@ func appendSimpleFloat(dst []byte, f float64) ([]byte, bool) {
 	if !(abs < 1e9) || (f == 0 && math.Signbit(f)) {
 		return dst, false
 	}
-	for p := 0; p <= 4; p++ {
-		m := math.Round(abs * pow10[p])
-		if m/pow10[p] != abs {
-			continue
+	// RoundToEven is one wasm instruction (Round is a call); they differ
+	// only on ties, which never pass the test.
+	p := 0
+	m := math.RoundToEven(abs)
+	for m != abs {
+		if p++; p > 4 {
+			return dst, false
 		}
-		if f < 0 {
-			dst = append(dst, '-')
+		m = math.RoundToEven(abs * pow10[p])
+		if m/pow10[p] == abs {
+			break
 		}
-		n := uint64(m)
-		// Digits of n, least significant first, with at least p+1 of them
-		// (5 at p=2 is 0.05).
-		var buf [24]byte
-		k := 0
-		for n > 0 || k <= p {
-			buf[k] = byte('0' + n%10)
-			n /= 10
-			k++
-		}
-		for k > p {
-			k--
-			dst = append(dst, buf[k])
-		}
-		if p == 0 {
-			return dst, true
-		}
-		dst = append(dst, '.')
-		for k > 0 {
-			k--
-			dst = append(dst, buf[k])
-		}
-		return dst, true
 	}
-	return dst, false
+	// The digits of m, least significant first, with a point after the
+	// p decimals and at least one digit before it (5 at p=2 is 0.05),
+	// written from the end of buf; then one copy.
+	n := uint64(m)
+	var buf [16]byte
+	i := len(buf)
+	for range p {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if p > 0 {
+		i--
+		buf[i] = '.'
+	}
+	for {
+		i--
+		buf[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	if f < 0 {
+		i--
+		buf[i] = '-'
+	}
+	k := len(dst)
+	dst = grow(dst, len(buf)-i)[:k+len(buf)-i]
+	move(dst[k:], buf[i:])
+	return dst, true
 }
 
 // Elements yields the elements of the raw JSON array v, each as raw JSON.

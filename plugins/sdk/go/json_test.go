@@ -183,3 +183,22 @@ func TestElements(t *testing.T) {
 		}
 	}
 }
+
+func TestMoveOverlap(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		for shift := -20; shift <= 20; shift++ {
+			buf := make([]byte, 100)
+			ref := make([]byte, 100)
+			for i := range buf {
+				buf[i] = byte(i)
+				ref[i] = byte(i)
+			}
+			src, dst := 40, 40+shift
+			move(buf[dst:], buf[src:src+n])
+			copy(ref[dst:], ref[src:src+n])
+			if !bytes.Equal(buf, ref) {
+				t.Fatalf("move n=%d shift=%d: got %v, want %v", n, shift, buf, ref)
+			}
+		}
+	}
+}

@@ -611,10 +611,10 @@ func (o *Object) setEncoded(name string, val []byte) {
 		b[at] = ','
 	}
 	k0 := at + comma
-	copy(b[k0:], q)
+	move(b[k0:], q)
 	v0 := k0 + len(q) + 1
 	b[v0-1] = ':'
-	copy(b[v0:], val)
+	move(b[v0:], val)
 	if n < cap(o.fields) {
 		o.fields = o.fields[:n+1]
 	} else {
@@ -687,7 +687,7 @@ func (o *Object) SetBytes(b []byte) {
 // fields[from:] by the change in length.
 func (o *Object) splice(a, z int, repl []byte, from int) {
 	b := o.gap(a, z, len(repl), from)
-	copy(b[a:], repl)
+	move(b[a:], repl)
 }
 
 // gap replaces b[a:z] with size bytes to be written by the caller, and
@@ -715,14 +715,7 @@ func (o *Object) gap(a, z, size, from int) []byte {
 			b = grown
 		}
 		b = b[:old+delta]
-		if tail := old - z; tail <= 8 && delta > 0 {
-			// Most edits append a field: the tail is "}".
-			for k := old - 1; k >= z; k-- {
-				b[k+delta] = b[k]
-			}
-		} else {
-			copy(b[z+delta:], o.b[z:old])
-		}
+		move(b[z+delta:], o.b[z:old]) // most edits append a field: the tail is "}"
 		o.b, o.own = b, b
 	}
 	o.edited = true

@@ -167,7 +167,7 @@ func (r *Record) appendTo(b []byte, idx uint32) []byte {
 			copy(b[n+4:], v)
 			n += 4 + len(v)
 		}
-		copy(b[n:], rest)
+		move(b[n:], rest) // after an edit: key, dest, headers, often 12 bytes
 		return b
 	}
 	b = binary.LittleEndian.AppendUint32(b, idx)
