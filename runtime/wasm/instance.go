@@ -159,6 +159,16 @@ func (w *watchdog) fire() {
 	w.flag.Set(1)
 }
 
+// cancel stops the armed call now: its context was canceled.
+func (w *watchdog) cancel() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.armed && !w.fired {
+		w.fired = true
+		w.flag.Set(1)
+	}
+}
+
 // arm starts the clock for a call of at most d.
 func (w *watchdog) arm(d time.Duration) {
 	w.limit = d
@@ -295,8 +305,15 @@ func (in *instance) call(ctx context.Context, recs []pipeline.Record) ([]byte, e
 	view, _ := in.mem.Read(ptr, uint32(size)) // checked by allocate
 	encodeBatch(view, recs)
 	in.stack[0], in.stack[1] = uint64(ptr), uint64(size)
+	// The call ends at its time cap, or when ctx is canceled (a
+	// context.Background never is, and costs nothing here).
+	stop := context.AfterFunc(ctx, in.dog.cancel)
 	err = in.process.CallWithStack(ctx, in.stack[:])
+	stop()
 	if fired := in.dog.disarm(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("wasm %s: sluice_process: stopped: %w", t.name, ctx.Err())
+		}
 		if fired {
 			return nil, &Error{Module: t.name, Func: "sluice_process", Kind: ErrTimeout, Msg: "timeout after " + t.cfg.Timeout.String() + in.memoryNote()}
 		}

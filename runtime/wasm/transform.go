@@ -415,8 +415,8 @@ func (t *Transform) Process(ctx context.Context, in pipeline.Batch) (pipeline.Ba
 }
 
 // chunk runs in[lo:hi] in one call, and one record per call if that fails.
-// It returns an error only when ctx ended. (A call under way when ctx ends
-// is not cut short: it finishes, or stops at its timeout.)
+// It returns an error only when ctx ended (a call under way then is
+// stopped, and its records are left to the caller, unsettled).
 func (t *Transform) chunk(ctx context.Context, g *generation, inst **instance, st *procState, lo, hi int) error {
 	if err := ctx.Err(); err != nil {
 		return err
