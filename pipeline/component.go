@@ -34,6 +34,10 @@ type Source interface {
 // dead-letters them and settles their acks. A non-nil error means the batch
 // was not processed at all (ctx ended) and nothing in it was settled.
 //
+// The output may share memory with in (a transform that changed nothing
+// may return in itself): the caller treats both as read-only, as it does
+// every Batch it hands on.
+//
 // Process may be called from several goroutines at once.
 type Transform interface {
 	Process(ctx context.Context, in Batch) (out Batch, failed []Failed, err error)
