@@ -135,6 +135,10 @@ func run(ctx context.Context, args []string) int {
 	if o.out == "" {
 		o.out = filepath.Join(o.repo, ".local", "bench", time.Now().UTC().Format("20060102-150405"))
 	}
+	// The pipeline.yaml written there names files relative to itself.
+	if abs, err := filepath.Abs(o.out); err == nil {
+		o.out = abs
+	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice-bench:", err)
 		return 1
