@@ -28,6 +28,7 @@ type Object struct {
 	tbuf    []byte  // unquoted strings
 	err     error   // first failed edit
 
+	keys     uint64        // keyBit of every key (a superset): find's quick "no"
 	names    [4]quotedName // names set lately, quoted
 	nextName int           // the entry of names to replace next
 }
@@ -111,6 +112,7 @@ func (o *Object) indexFast() bool {
 		return false
 	}
 	fields := o.fields[:0]
+	var keys uint64
 	i := 1 // at the key's opening quote
 	for {
 		if len(fields) == cap(fields) {
@@ -182,9 +184,10 @@ func (o *Object) indexFast() bool {
 		fields = fields[:len(fields)+1]
 		f := &fields[len(fields)-1]
 		f.k0, f.k1, f.v0, f.v1, f.esc = k0, k1, v0, i, false
+		keys |= keyBit(load8(p, k0), k1-k0)
 		c = load8(p, i)
 		if c == '}' {
-			o.fields = fields
+			o.fields, o.keys = fields, keys
 			o.open = 0
 			return true
 		}
@@ -336,9 +339,12 @@ func (o *Object) indexSlow() bool {
 }
 
 func (o *Object) indexDone(fields []field, isObj bool) bool {
-	o.fields, o.isObj = fields, isObj
+	o.fields, o.isObj, o.keys = fields, isObj, ^uint64(0)
 	return isObj
 }
+
+// keyBit hashes a key by its first byte and length, for Object.keys.
+func keyBit(c byte, n int) uint64 { return 1 << ((uint(c)*7 + uint(n)) & 63) }
 
 // scanTail returns the index of the first quote or backslash at or after
 // p[i] (n bytes in all), or n: the last bytes of index's search.
@@ -375,7 +381,7 @@ func (o *Object) find(name string) int {
 	if !o.indexed {
 		o.index()
 	}
-	if !o.isObj {
+	if !o.isObj || len(name) > 0 && o.keys&keyBit(name[0], len(name)) == 0 {
 		return -1
 	}
 	j := o.findFast(name)
@@ -622,6 +628,9 @@ func (o *Object) setEncoded(name string, val []byte) {
 	}
 	f := &o.fields[n]
 	f.k0, f.k1, f.v0, f.v1, f.esc = k0+1, v0-2, v0, v0+len(val), esc
+	if len(name) > 0 {
+		o.keys |= keyBit(name[0], len(name))
+	}
 }
 
 // quoted returns name as a JSON string, and whether its key compares

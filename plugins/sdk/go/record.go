@@ -200,9 +200,13 @@ type Output struct {
 // or not at all to drop it. Later edits of r do not change what was
 // emitted.
 func (o *Output) Emit(r *Record) {
-	if err := r.Err(); err != nil {
+	o.emit(r) // Emit inlines into the handler: one call, not two
+}
+
+func (o *Output) emit(r *Record) {
+	if r.err != nil {
 		if o.err == nil {
-			o.err = err
+			o.err = r.err
 		}
 		return
 	}
