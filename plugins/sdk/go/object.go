@@ -714,7 +714,7 @@ func (o *Object) gap(a, z, size, from int) []byte {
 		}
 		buf = buf[:n]
 		copy(buf, o.b[:a])
-		copy(buf[a+size:], o.b[z:])
+		move(buf[a+size:], o.b[z:]) // the tail: "}" when a field is appended
 		o.own, o.b, o.owned = buf, buf, true
 	} else if delta != 0 {
 		b := o.b
