@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -257,7 +258,8 @@ func WASMLegs(ctx context.Context, m *Meter, corpus [][]byte, mods []WASMModule,
 			config = map[string]any{"site": "lab-1"}
 		}
 		native := natives[mod.Kind]
-		cfg := wasm.Config{Module: mod.Path, Config: config, Instances: workers}
+		// One call per batch, up to the largest batch measured.
+		cfg := wasm.Config{Module: mod.Path, Config: config, Instances: workers, BatchSize: slices.Max(mod.Batches)}
 		if mod.NoValidate {
 			cfg.ValidateOutput = new(bool)
 		}

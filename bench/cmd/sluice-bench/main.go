@@ -210,7 +210,10 @@ func command() string {
 	return strings.TrimSpace("scripts/bench.sh " + strings.Join(args, " "))
 }
 
-var langName = map[string]string{"rust": "Rust", "c": "C"}
+var langName = map[string]string{"rust": "Rust", "c": "C", "assemblyscript": "AssemblyScript"}
+
+// guestLangs are the SDK languages besides Go whose examples are measured.
+var guestLangs = []string{"rust", "c", "assemblyscript"}
 
 // stale reports whether any file under srcs is newer than the oldest
 // .wasm under out (or out has none).
@@ -378,26 +381,31 @@ func (b *bench) build(ctx context.Context) error {
 		}
 		b.logf("built %s (%.1fs)", s.out, time.Since(t).Seconds())
 	}
-	// The same examples in Rust and C, when their toolchains are here
+	// The same examples in Rust, C and AssemblyScript, when their toolchains are here
 	// (plugins/build-guests.sh says what is missing otherwise).
 	// Built once into .local/bench/guests, again when a source is newer.
 	t := time.Now()
 	gdir := filepath.Join(b.o.repo, ".local", "bench", "guests")
-	if stale(gdir, filepath.Join(b.o.repo, "plugins/examples/rust"), filepath.Join(b.o.repo, "plugins/examples/c"),
-		filepath.Join(b.o.repo, "plugins/sdk/rust"), filepath.Join(b.o.repo, "plugins/sdk/c")) {
-		cmd := exec.CommandContext(ctx, filepath.Join(b.o.repo, "plugins/build-guests.sh"), "--out", gdir, "rust", "c")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.logf("plugins/build-guests.sh rust c: %v (the Rust and C guests are skipped)\n%s", err, out)
+	var build []string
+	for _, lang := range guestLangs {
+		if stale(filepath.Join(gdir, lang), filepath.Join(b.o.repo, "plugins/examples", lang), filepath.Join(b.o.repo, "plugins/sdk", lang)) {
+			build = append(build, lang)
 		}
 	}
-	for _, lang := range []string{"rust", "c"} {
+	if len(build) > 0 {
+		cmd := exec.CommandContext(ctx, filepath.Join(b.o.repo, "plugins/build-guests.sh"), append([]string{"--out", gdir}, build...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.logf("plugins/build-guests.sh %s: %v (the guests that did not build are skipped)\n%s", strings.Join(build, " "), err, out)
+		}
+	}
+	for _, lang := range guestLangs {
 		for _, kind := range []string{"identity", "enrich"} {
 			if p := filepath.Join(gdir, lang, kind+".wasm"); fileExists(p) {
 				b.bins[lang+"/"+kind+".wasm"] = p
 			}
 		}
 	}
-	b.logf("built the Rust and C guests (%.1fs)", time.Since(t).Seconds())
+	b.logf("built the Rust, C and AssemblyScript guests (%.1fs)", time.Since(t).Seconds())
 	// The ABI by hand, without an SDK: the floor of a WASM transform.
 	b.bins["passthrough.wasm"] = filepath.Join(b.o.out, "passthrough.wasm")
 	wat := filepath.Join(b.o.repo, "plugins/examples/wat/passthrough.wat")
@@ -442,14 +450,14 @@ func (b *bench) raw(ctx context.Context, corpus [][]byte) error {
 		b.legDone(l)
 	}
 
-	all := []int{1, 64, 256}
+	all := []int{1, 64, 256, 1024}
 	mods := []harness.WASMModule{
 		{Name: "identity", Kind: "identity", Path: b.bins["identity.wasm"], Desc: "plugins/examples/go/identity (Go guest SDK)", Batches: all},
 		{Name: "passthrough", Kind: "identity", Path: b.bins["passthrough.wasm"], Desc: "plugins/examples/wat/passthrough.wat (the ABI by hand, no SDK)", Batches: all},
 		{Name: "passthrough, validate_output off", Kind: "identity", Path: b.bins["passthrough.wasm"], Desc: "passthrough.wat with validate_output: false", Batches: []int{64, 256}, NoValidate: true},
 		{Name: "enrich", Kind: "enrich", Path: b.bins["enrich.wasm"], Desc: "plugins/examples/go/enrich (Go guest SDK)", Batches: all},
 	}
-	for _, lang := range []string{"rust", "c"} {
+	for _, lang := range guestLangs {
 		for _, kind := range []string{"identity", "enrich"} {
 			if p := b.bins[lang+"/"+kind+".wasm"]; p != "" {
 				mods = append(mods, harness.WASMModule{Name: fmt.Sprintf("%s (%s)", kind, langName[lang]), Kind: kind, Path: p,
@@ -472,8 +480,11 @@ func (b *bench) raw(ctx context.Context, corpus [][]byte) error {
 			continue
 		}
 		sizes := []int{256}
-		if mod.Name == "passthrough" {
-			sizes = []int{64, 256}
+		switch mod.Name {
+		case "passthrough":
+			sizes = []int{64, 256, 1024}
+		case "identity", "enrich":
+			sizes = []int{256, 1024}
 		}
 		for _, n := range sizes {
 			l := harness.RawWASMLeg(ctx, b.meter, corpus, mod, n, d/2)
