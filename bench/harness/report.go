@@ -255,7 +255,7 @@ func (r *Results) Markdown(w io.Writer) {
 				p.SluicePerM, p.KafkaPerM, p.CHPerM, p.LoadgenPerM, p.SluiceCores, p.KafkaCores, p.CHCores, p.LoadgenCore, p.OthersCores, p.Lagged, p.Load)
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Sluice's stages during the load (from its /metrics): mean call time, records per call, busy = call time ÷ wall time (a sink writes one batch at a time, so busy near 1 means the sink is the bottleneck).")
+		fmt.Fprintln(w, "Sluice's stages during the load (from its /metrics): mean call time, records per call, busy = call time ÷ wall time (the Kafka sink keeps up to max_in_flight writes going, default 2, others one; busy near that number means the sink is the bottleneck).")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| phase | stage | calls | mean ms | records/call | busy |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
