@@ -429,6 +429,10 @@ func (p *Pipeline) pipelineWrites(ctx context.Context, s Stage[Sink], pl Pipelin
 				break fill
 			}
 		}
+		if ctx.Err() == nil {
+			m.writeErrors.WithLabelValues(p.Name, s.Name).Inc()
+			log.Warn("sink write failed; retrying, then writing again the writes in flight after it", "stage", s.Name, "records", len(w.b), "in_flight", inFlight-1-mine, "err", w.err)
+		}
 		p.write(ctx, s, w.b, 2, dl, m, log)
 		if rewrite = inFlight - 1 - mine; rewrite == 0 {
 			release(inFlight)
