@@ -9,7 +9,7 @@
 // applied in that order (lift, tag, drop), each in the config's order. A
 // record that is not a JSON object fails when a header is lifted into it.
 // Same behaviour as the C and Rust headers examples (and the Go reference in
-// plugins/conformance/testdata/go-headers).
+// plugins/examples/go/headers).
 import { Kind, Output, Record, Value, register } from "../../sdk/assemblyscript/assembly/index";
 export * from "../../sdk/assemblyscript/assembly/abi";
 

@@ -10,7 +10,7 @@
  * applied in that order (lift, tag, drop), each in the config's order. A
  * record that is not a JSON object fails when a header is lifted into it.
  * Same behaviour as the Rust and AssemblyScript headers examples (and the
- * Go reference in plugins/conformance/testdata/go-headers).
+ * Go reference in plugins/examples/go/headers).
  */
 #include <stdlib.h>
 #include <string.h>

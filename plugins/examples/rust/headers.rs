@@ -9,7 +9,7 @@
 //! applied in that order (lift, tag, drop), each in the config's order. A
 //! record that is not a JSON object fails when a header is lifted into it.
 //! Same behaviour as the C and AssemblyScript headers examples (and the Go
-//! reference in plugins/conformance/testdata/go-headers).
+//! reference in plugins/examples/go/headers).
 
 #[path = "../../sdk/rust/sluice.rs"]
 mod sluice;

@@ -1,8 +1,7 @@
-// Command go-headers is the Go reference for the headers example of the
-// other SDKs (plugins/examples/{c,rust,assemblyscript}/headers.*): the
-// conformance test builds it from source and writes the golden file from
-// its outputs, as it does from plugins/examples/go for the other examples.
-// It moves data between a record's fields and its Kafka headers. Config
+// Command headers is a Sluice transform that moves data between a record's
+// fields and its Kafka headers, with the SDK's header helpers; the same
+// example exists in C, Rust and AssemblyScript, and the conformance test
+// holds them to this one. Config
 // (every member optional):
 //
 //	{"lift": {"trace-id": "trace_id"},  header -> field (the first header)
