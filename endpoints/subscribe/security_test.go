@@ -1,7 +1,6 @@
 package subscribe
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,23 +21,6 @@ import (
 	"github.com/sluicehq/sluice/internal/testenv"
 	"github.com/sluicehq/sluice/pipeline"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 const dashToken = "dashboard-token-0123456789abcdef"
 
@@ -58,7 +39,7 @@ func TestSubscriptionSecurity(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SLUICE_TEST_JWT_SECRET", authtest.Secret)
-	logs := &lockedBuffer{}
+	logs := &authtest.Logs{}
 	h := startEnv(t, brokers, topic, Config{
 		Topics: []string{other},
 		UI:     "/ui",

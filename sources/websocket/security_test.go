@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,29 +21,11 @@ import (
 	"github.com/sluicehq/sluice/pipeline"
 )
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // secured is a source with TLS and auth, and what its tests look at.
 type secured struct {
 	*harness
 	pki     *authtest.PKI
-	logs    *syncBuffer
+	logs    *authtest.Logs
 	metrics *prometheus.Registry
 }
 
@@ -62,7 +43,7 @@ func startSecured(t *testing.T) *secured {
 	if err := os.WriteFile(filepath.Join(dir, "jwt.secret"), []byte(authtest.Secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &authtest.Logs{}
 	reg := prometheus.NewRegistry()
 	cfg := Config{
 		TLS: &auth.TLSConfig{Cert: "server.crt", Key: "server.key"},

@@ -4,6 +4,7 @@
 package authtest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,4 +156,25 @@ func Claims(sub string, extra jwt.MapClaims) jwt.MapClaims {
 		c[k] = v
 	}
 	return c
+}
+
+// Logs collects log output written from several goroutines, so that tests
+// can check what was logged (e.g. that no token was).
+type Logs struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (l *Logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything written so far.
+func (l *Logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
