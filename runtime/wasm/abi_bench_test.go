@@ -91,19 +91,7 @@ func benchSluice(b *testing.B, path, config string, n int) {
 		b.Fatal(err)
 	}
 	defer tr.Close(ctx)
-	in := benchBatch(n)
-	if _, _, err := tr.Process(ctx, in); err != nil { // warm up the instance
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	for b.Loop() {
-		out, failed, err := tr.Process(ctx, in)
-		if err != nil || len(failed) > 0 || len(out) != n {
-			b.Fatalf("Process: %d out, %v failed, %v", len(out), failed, err)
-		}
-	}
-	report(b, n, cpu0)
+	benchProcess(b, tr, n)
 }
 
 // benchBare runs the module as bench/harness's bare wazero host does: the

@@ -86,23 +86,9 @@ func nativeEnrichJSON(in pipeline.Batch) pipeline.Batch {
 // the same edit in native Go, written with byte-level field access (gjson)
 // and with encoding/json.
 func BenchmarkTransform(b *testing.B) {
-	ctx := context.Background()
 	wasmCase := func(name string, cfg Config) func(b *testing.B, n int) {
 		return func(b *testing.B, n int) {
-			tr := newT(b, name, cfg)
-			in := benchBatch(n)
-			if _, _, err := tr.Process(ctx, in); err != nil { // warm up the instance
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			cpu0 := cpuTime()
-			for b.Loop() {
-				out, failed, err := tr.Process(ctx, in)
-				if err != nil || len(failed) > 0 || len(out) != n {
-					b.Fatalf("Process: %d out, %v failed, %v", len(out), failed, err)
-				}
-			}
-			report(b, n, cpu0)
+			benchProcess(b, newT(b, name, cfg), n)
 		}
 	}
 	nativeCase := func(f func(pipeline.Batch) pipeline.Batch) func(b *testing.B, n int) {
@@ -138,6 +124,25 @@ func BenchmarkTransform(b *testing.B) {
 
 // report adds ns/record (wall clock) and cpu-ns/record (CPU time of the
 // whole process, GC included: steadier than wall time on a busy machine).
+// benchProcess measures tr.Process on batches of n records, each of which
+// must come out unchanged in number, after one warm-up call.
+func benchProcess(b *testing.B, tr *Transform, n int) {
+	ctx := context.Background()
+	in := benchBatch(n)
+	if _, _, err := tr.Process(ctx, in); err != nil { // warm up the instance
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		out, failed, err := tr.Process(ctx, in)
+		if err != nil || len(failed) > 0 || len(out) != n {
+			b.Fatalf("Process: %d out, %v failed, %v", len(out), failed, err)
+		}
+	}
+	report(b, n, cpu0)
+}
+
 func report(b *testing.B, n int, cpu0 time.Duration) {
 	records := float64(b.N * n)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
