@@ -1,6 +1,7 @@
 package sluice
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -131,7 +132,19 @@ func TestObjectEditsMatchModel(t *testing.T) {
 		o.Reset(doc)
 		for range r.IntN(8) {
 			name := names[r.IntN(len(names))]
-			switch r.IntN(4) {
+			switch r.IntN(5) {
+			case 4: // a read between edits sees them
+				raw, ok := o.GetRaw(name)
+				want, inModel := model[name]
+				if ok != inModel {
+					t.Fatalf("iteration %d: GetRaw(%q) found %v, want %v (doc %s)", iter, name, ok, inModel, o.Bytes())
+				}
+				var got any
+				if ok {
+					if err := json.Unmarshal(raw, &got); err != nil || !reflect.DeepEqual(got, want) {
+						t.Fatalf("iteration %d: GetRaw(%q) = %s, want %v", iter, name, raw, want)
+					}
+				}
 			case 0:
 				v := fmt.Sprint("v\"", r.IntN(1000))
 				o.Set(name, String(v))
@@ -148,6 +161,12 @@ func TestObjectEditsMatchModel(t *testing.T) {
 				model[name] = []any{1.0, map[string]any{"k": "v"}}
 			}
 		}
+		// What Emit writes (before Bytes, which splices pending fields in)
+		// is the same document.
+		var emitted map[string]any
+		if err := json.Unmarshal(emitValue(&o), &emitted); err != nil || !reflect.DeepEqual(emitted, model) {
+			t.Fatalf("iteration %d: emitted %s (%v), want %v", iter, emitValue(&o), err, model)
+		}
 		var got map[string]any
 		if err := json.Unmarshal(o.Bytes(), &got); err != nil {
 			t.Fatalf("iteration %d: invalid JSON %s: %v", iter, o.Bytes(), err)
@@ -156,4 +175,14 @@ func TestObjectEditsMatchModel(t *testing.T) {
 			t.Fatalf("iteration %d: got %v, want %v (doc %s)", iter, got, model, o.Bytes())
 		}
 	}
+}
+
+// emitValue returns the value that Emit writes for a record whose value
+// is o as it is now.
+func emitValue(o *Object) []byte {
+	r := Record{Object: *o}
+	r.raw = encodeBatch(string(o.b))[4:]
+	out := r.appendTo(nil, 0)
+	n := binary.LittleEndian.Uint32(out[8:])
+	return out[12 : 12+n]
 }
