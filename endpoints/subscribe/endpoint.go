@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/sluicehq/sluice/internal/auth"
+	"github.com/sluicehq/sluice/internal/lograte"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -49,6 +50,7 @@ const kafkaTimeout = 10 * time.Second
 type Endpoint struct {
 	cfg    Config
 	log    *slog.Logger
+	lines  *lograte.Limiter // lines a client can cause
 	m      *metrics
 	client *kafka.Client
 	hubs   map[string]*hub
@@ -110,6 +112,7 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Endpoint, error) {
 	e := &Endpoint{
 		cfg:     cfg,
 		log:     log,
+		lines:   lograte.Default(log),
 		m:       newMetrics(env.Metrics),
 		client:  client,
 		hubs:    map[string]*hub{},
@@ -227,7 +230,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Subprotocols: []string{auth.Subprotocol},
 	})
 	if err != nil {
-		e.log.Info("subscriptions: websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		e.lines.Info("subscriptions: websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	defer ws.CloseNow()

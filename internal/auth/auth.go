@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/lograte"
 )
 
 // Subprotocol is the WebSocket subprotocol a server selects; a client that
@@ -81,10 +83,11 @@ func (m *Metrics) Count(reason string) {
 // Guard checks the requests of one component: it authenticates them with
 // its Verifier, answers 401, logs and counts when that fails.
 type Guard struct {
-	v   *Verifier
-	cfg Config
-	log *slog.Logger
-	m   *Metrics
+	v     *Verifier
+	cfg   Config
+	log   *slog.Logger
+	lines *lograte.Limiter // refusals: a client must not flood the log
+	m     *Metrics
 }
 
 // NewGuard loads what cfg names (relative to dir). Its errors are
@@ -97,7 +100,7 @@ func NewGuard(dir string, cfg Config, log *slog.Logger, m *Metrics) (*Guard, err
 	if err != nil {
 		return nil, err
 	}
-	return &Guard{v: v, cfg: cfg, log: log, m: m}, nil
+	return &Guard{v: v, cfg: cfg, log: log, lines: lograte.Default(log), m: m}, nil
 }
 
 // Check authenticates r. On failure it has answered 401 (with a
@@ -114,7 +117,7 @@ func (g *Guard) Check(w http.ResponseWriter, r *http.Request) *Identity {
 	}
 	f := asFailure(err)
 	g.m.Count(f.Reason)
-	g.log.Warn("client refused: authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", f.Reason, "err", f.Msg)
+	g.lines.Warn("client refused: authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", f.Reason, "err", f.Msg)
 	desc := strings.NewReplacer(`"`, "'", `\`, "/").Replace(f.Msg)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="sluice", error="invalid_token", error_description="`+desc+`"`)
 	http.Error(w, "unauthorized: "+f.Msg, http.StatusUnauthorized)
@@ -132,7 +135,7 @@ func (g *Guard) Forbid(w http.ResponseWriter, r *http.Request, id *Identity, msg
 // to the client itself (e.g. in a WebSocket close frame).
 func (g *Guard) Refused(r *http.Request, id *Identity, msg string) {
 	g.m.Count(ReasonForbidden)
-	g.log.Warn("client refused: not granted by its token", "remote", r.RemoteAddr, "path", r.URL.Path, "subject", id.Subject, "err", msg)
+	g.lines.Warn("client refused: not granted by its token", "remote", r.RemoteAddr, "path", r.URL.Path, "subject", id.Subject, "err", msg)
 }
 
 // Devices returns what id grants by the device claim; every device when

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicehq/sluice/internal/auth/authtest"
 	"github.com/sluicehq/sluice/pipeline"
@@ -341,4 +342,42 @@ func TestListenAgreement(t *testing.T) {
 	}
 	err = Listen(srv, dir, "127.0.0.1:1", "the subscriptions endpoint (/subscribe)", tc, quiet)
 	fieldErr(t, err, "tls", "shared with the websocket source (/ingest), served without TLS")
+}
+
+// A client retrying with a bad token is answered 401 and counted every
+// time, but logged only up to the limit: it cannot flood the log.
+func TestRefusalsDoNotFloodTheLog(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tokens.txt"), []byte("good-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs authtest.Logs
+	m := NewMetrics(nil, "test_auth_failures_total")
+	g, err := NewGuard(dir, Config{TokensFile: "tokens.txt"}, slog.New(slog.NewTextHandler(&logs, nil)), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const attempts = 500
+	for range attempts {
+		req := httptest.NewRequest("GET", "/ingest", nil)
+		req.Header.Set("Authorization", "Bearer wrong-token-0123456789")
+		w := httptest.NewRecorder()
+		if g.Check(w, req) != nil || w.Code != http.StatusUnauthorized {
+			t.Fatalf("a wrong token: status %d, want 401", w.Code)
+		}
+	}
+	var counted dto.Metric
+	if err := m.failures.WithLabelValues(ReasonUnknownToken).Write(&counted); err != nil {
+		t.Fatal(err)
+	}
+	if got := counted.GetCounter().GetValue(); got != attempts {
+		t.Fatalf("counted %v refusals, want %d", got, attempts)
+	}
+	lines := strings.Count(logs.String(), "client refused")
+	if lines == 0 || lines > 25 {
+		t.Fatalf("%d log lines for %d refusals at once, want the burst (20) or about", lines, attempts)
+	}
+	if strings.Contains(logs.String(), "wrong-token") {
+		t.Fatal("the token was logged")
+	}
 }

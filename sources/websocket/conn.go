@@ -217,7 +217,7 @@ func (c *conn) parse(line []byte) (pipeline.ID, []byte, error) {
 		c.s.m.spoofed.Inc()
 		if !c.spoofLogged {
 			c.spoofLogged = true // once per connection: the nacks tell the rest
-			c.s.log.Warn("record refused: device_id not granted by the connection's token", "remote", c.remote, "device", id.Device, "granted", c.devices.String())
+			c.s.lines.Warn("record refused: device_id not granted by the connection's token", "remote", c.remote, "device", id.Device, "granted", c.devices.String())
 		}
 		if id.Device == "" {
 			return id, nil, fmt.Errorf("missing %s: the token grants several devices (%s); name one in each record or in ?device_id=", c.s.cfg.DeviceField, c.devices)

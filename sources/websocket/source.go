@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/auth"
+	"github.com/sluicehq/sluice/internal/lograte"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -22,6 +23,7 @@ var _ pipeline.Source = (*Source)(nil)
 type Source struct {
 	cfg   Config
 	log   *slog.Logger
+	lines *lograte.Limiter // lines a client can cause
 	m     *metrics
 	guard *auth.Guard // nil without auth
 
@@ -54,6 +56,7 @@ func New(_ context.Context, cfg Config, env pipeline.Env) (*Source, error) {
 	s := &Source{
 		cfg:   cfg,
 		log:   log,
+		lines: lograte.Default(log),
 		m:     newMetrics(env.Metrics),
 		recs:  make(chan []pipeline.Record, 64),
 		conns: map[*conn]struct{}{},
@@ -116,7 +119,7 @@ func (s *Source) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Subprotocols: []string{auth.Subprotocol},
 	})
 	if err != nil {
-		s.log.Info("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		s.lines.Info("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	// Draining an oversized frame is bounded by this hard limit; past it the
