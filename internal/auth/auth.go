@@ -85,7 +85,6 @@ func (m *Metrics) Count(reason string) {
 type Guard struct {
 	v     *Verifier
 	cfg   Config
-	log   *slog.Logger
 	lines *lograte.Limiter // refusals: a client must not flood the log
 	m     *Metrics
 }
@@ -100,7 +99,7 @@ func NewGuard(dir string, cfg Config, log *slog.Logger, m *Metrics) (*Guard, err
 	if err != nil {
 		return nil, err
 	}
-	return &Guard{v: v, cfg: cfg, log: log, lines: lograte.Default(log), m: m}, nil
+	return &Guard{v: v, cfg: cfg, lines: lograte.Default(log), m: m}, nil
 }
 
 // Check authenticates r. On failure it has answered 401 (with a
