@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/pipeline"
@@ -43,6 +44,13 @@ file in the same format, as JSON values: key order and spacing do not
 matter, numbers must be written the same way (1.0 is not 1). On any
 difference each one is printed to stderr, with the fields that differ, and
 the exit status is 1.
+
+With --bench 3s, it then runs the module for that long on full batches
+(the input records repeated to fill --batch-size) through the same host
+path a pipeline uses, output checks included, and prints to stderr what a
+record costs: wall-clock and CPU ns per record, and records per second on
+one core. Compare modules by running them on the same input, one after the
+other, on a machine that is otherwise idle.
 
 flags:
 `
@@ -73,6 +81,7 @@ func transformCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		timeout    = fs.Duration("timeout", 0, "time limit of one call into the module (default 100ms)")
 		memory     = fs.String("memory-limit", "", "memory cap of the module, e.g. 64MiB (default 64MiB)")
 		batchSize  = fs.Int("batch-size", 0, "records per call (default 256)")
+		benchFor   = fs.Duration("bench", 0, "after the outcomes, measure the module's cost per record for this `long` (e.g. 3s)")
 		configKV   kvFlags
 	)
 	fs.Var(&configKV, "config", "set a config field: `key=value`, repeatable; the value is JSON if it parses (1, true, [..]) else a string; a dotted key (a.b=1) sets a nested field")
@@ -98,6 +107,14 @@ func transformCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			fmt.Fprintf(stderr, "sluice transform test: --memory-limit: %v\n", err)
 			return 2
 		}
+	}
+	if *benchFor < 0 {
+		fmt.Fprintln(stderr, "sluice transform test: --bench must be positive")
+		return 2
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "sluice transform test: %v\n", err)
+		return 2
 	}
 
 	records, lines, err := readRecords(*input)
@@ -135,23 +152,93 @@ func transformCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "sluice transform test: write: %v\n", err)
 		return 1
 	}
-	if *expect == "" {
-		return 0
+	if *expect != "" {
+		if code := checkExpect(outcomes, *expect, stderr); code != 0 {
+			return code
+		}
 	}
-	want, err := readExpect(*expect)
+	if *benchFor > 0 && len(records) > 0 {
+		res, err := benchTransform(ctx, tr, records, cfg.BatchSize, *benchFor)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice transform test: --bench: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stderr, res)
+	}
+	return 0
+}
+
+// checkExpect compares outcomes with the file expect and reports to
+// stderr; it returns the exit status.
+func checkExpect(outcomes [][]byte, expect string, stderr io.Writer) int {
+	want, err := readExpect(expect)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice transform test: --expect: %v\n", err)
 		return 1
 	}
-	if diffs := diffOutcomes(outcomes, want, *expect); len(diffs) > 0 {
+	if diffs := diffOutcomes(outcomes, want, expect); len(diffs) > 0 {
 		for _, d := range diffs {
 			fmt.Fprintln(stderr, d)
 		}
-		fmt.Fprintf(stderr, "FAIL: %d difference(s) from %s\n", len(diffs), *expect)
+		fmt.Fprintf(stderr, "FAIL: %d difference(s) from %s\n", len(diffs), expect)
 		return 1
 	}
-	fmt.Fprintf(stderr, "ok: %d outcome(s) match %s\n", len(outcomes), *expect)
+	fmt.Fprintf(stderr, "ok: %d outcome(s) match %s\n", len(outcomes), expect)
 	return 0
+}
+
+// benchResult is what --bench measured.
+type benchResult struct {
+	batch, inputs int           // records per call; distinct input records
+	failed        int           // records of a batch that fail
+	calls         int           // Process calls of one batch
+	wall, cpu     time.Duration // elapsed; CPU time of the whole process
+}
+
+func (r benchResult) String() string {
+	n := float64(r.calls * r.batch)
+	s := fmt.Sprintf("bench: %d calls of %d records (the input's %d repeated) in %s: %.0f ns/record wall, %.0f ns/record CPU (whole process), %.0f records/s",
+		r.calls, r.batch, r.inputs, r.wall.Round(time.Millisecond),
+		float64(r.wall.Nanoseconds())/n, float64(r.cpu.Nanoseconds())/n, n/r.wall.Seconds())
+	if r.failed > 0 {
+		s += fmt.Sprintf("; %d of the %d records of a batch fail, and count in these figures", r.failed, r.batch)
+	}
+	return s
+}
+
+// benchTransform calls tr with batches of batch records, the inputs
+// repeated, until d has passed (after one warm-up call), and measures the
+// time per record.
+func benchTransform(ctx context.Context, tr *wasm.Transform, inputs pipeline.Batch, batch int, d time.Duration) (benchResult, error) {
+	in := make(pipeline.Batch, batch)
+	for i := range in {
+		in[i] = inputs[i%len(inputs)]
+		in[i].ID.Seq = uint64(i + 1)
+	}
+	res := benchResult{batch: batch, inputs: len(inputs)}
+	_, failed, err := tr.Process(ctx, in) // warm-up
+	if err != nil {
+		return res, err
+	}
+	res.failed = len(failed)
+	cpu0, start := cpuTime(), time.Now()
+	for res.calls == 0 || time.Since(start) < d {
+		if _, _, err := tr.Process(ctx, in); err != nil {
+			return res, err
+		}
+		res.calls++
+	}
+	res.wall, res.cpu = time.Since(start), cpuTime()-cpu0
+	return res, nil
+}
+
+// cpuTime returns the CPU time the process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // kvFlags collects repeated key=value flags.

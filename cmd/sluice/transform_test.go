@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -215,6 +217,31 @@ func TestTransformTest(t *testing.T) {
 					t.Fatalf("exit %d, stderr:\n%s\nwant exit %d and:\n%s", code, errOut, tc.code, tc.want)
 				}
 			})
+		}
+	})
+
+	t.Run("bench", func(t *testing.T) {
+		// The outcomes as without --bench, then one line of figures; the
+		// failing line 3 is counted in them (one record in three of each
+		// batch of 6), not an error.
+		code, out, errOut := transformTest(t, "--module", enrich, "--input", records, "--config", "site=lab-1",
+			"--batch-size", "6", "--bench", "200ms")
+		m := regexp.MustCompile(`^bench: (\d+) calls of 6 records \(the input's 3 repeated\) in \S+: (\d+) ns/record wall, (\d+) ns/record CPU \(whole process\), (\d+) records/s; 2 of the 6 records of a batch fail, and count in these figures$`).FindStringSubmatch(errOut)
+		if code != 0 || out != enrichOut || m == nil {
+			t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		}
+		calls, _ := strconv.Atoi(m[1])
+		wall, _ := strconv.Atoi(m[2])
+		rate, _ := strconv.Atoi(m[4])
+		if calls < 1 || wall <= 0 || rate <= 0 {
+			t.Fatalf("figures out of range: %s", errOut)
+		}
+		// records/s and ns/record are the same measure.
+		if r := float64(rate) * float64(wall) / 1e9; r < 0.98 || r > 1.02 {
+			t.Fatalf("records/s × ns/record = %.3f s, want 1: %s", r, errOut)
+		}
+		if code, _, errOut := transformTest(t, "--module", enrich, "--input", records, "--bench", "-1s"); code != 2 || errOut != "sluice transform test: --bench must be positive" {
+			t.Fatalf("--bench -1s: exit %d, stderr %q", code, errOut)
 		}
 	})
 
