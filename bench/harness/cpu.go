@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/cputime"
 )
 
 // clockTick is the unit of utime/stime in /proc/<pid>/stat (USER_HZ). It
@@ -15,13 +17,7 @@ import (
 const clockTick = 10 * time.Millisecond
 
 // SelfCPU returns the CPU time (user + system) this process has used.
-func SelfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func SelfCPU() time.Duration { return cputime.Self() }
 
 // ChildrenCPU returns the CPU time of this process's waited-for children.
 func ChildrenCPU() time.Duration {

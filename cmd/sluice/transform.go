@@ -16,9 +16,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/cputime"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/runtime/wasm"
 )
@@ -221,24 +221,15 @@ func benchTransform(ctx context.Context, tr *wasm.Transform, inputs pipeline.Bat
 		return res, err
 	}
 	res.failed = len(failed)
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, start := cputime.Self(), time.Now()
 	for res.calls == 0 || time.Since(start) < d {
 		if _, _, err := tr.Process(ctx, in); err != nil {
 			return res, err
 		}
 		res.calls++
 	}
-	res.wall, res.cpu = time.Since(start), cpuTime()-cpu0
+	res.wall, res.cpu = time.Since(start), cputime.Self()-cpu0
 	return res, nil
-}
-
-// cpuTime returns the CPU time the process has used so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // kvFlags collects repeated key=value flags.

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/cputime"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/sluicehq/sluice/runtime/wasm"
 	"github.com/tidwall/gjson"
@@ -57,7 +57,7 @@ func BenchmarkGuests(b *testing.B) {
 				if _, _, err := tr.Process(ctx, in); err != nil { // warm up the instance
 					b.Fatal(err)
 				}
-				cpu0 := cpuTime()
+				cpu0 := cputime.Self()
 				for b.Loop() {
 					out, failed, err := tr.Process(ctx, in)
 					if err != nil || len(failed) > 0 || len(out) != len(in) {
@@ -69,7 +69,7 @@ func BenchmarkGuests(b *testing.B) {
 		}
 	}
 	b.Run("enrich/native-go", func(b *testing.B) {
-		cpu0 := cpuTime()
+		cpu0 := cputime.Self()
 		for b.Loop() {
 			if out := nativeEnrich(in, "site", `"lab-1"`); len(out) != len(in) {
 				b.Fatal("lost records")
@@ -84,15 +84,7 @@ func BenchmarkGuests(b *testing.B) {
 func report(b *testing.B, n int, cpu0 time.Duration) {
 	records := float64(b.N * n)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/records, "cpu-ns/record")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((cputime.Self()-cpu0).Nanoseconds())/records, "cpu-ns/record")
 }
 
 // nativeEnrich is enrich written in Go against pipeline.Batch, with the

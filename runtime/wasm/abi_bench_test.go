@@ -11,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/sluicehq/sluice/internal/cputime"
 )
 
 // BenchmarkABI measures the ABI tax: what runtime/wasm adds per record
@@ -162,7 +164,7 @@ func benchBare(b *testing.B, path, config string, n int, instrumented bool) {
 	}
 	call()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		call()
 	}

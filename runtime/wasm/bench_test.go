@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/cputime"
 	"github.com/sluicehq/sluice/pipeline"
 	"github.com/tidwall/gjson"
 )
@@ -94,7 +94,7 @@ func BenchmarkTransform(b *testing.B) {
 	nativeCase := func(f func(pipeline.Batch) pipeline.Batch) func(b *testing.B, n int) {
 		return func(b *testing.B, n int) {
 			in := benchBatch(n)
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			for b.Loop() {
 				if out := f(in); len(out) != n {
 					b.Fatal("lost records")
@@ -133,7 +133,7 @@ func benchProcess(b *testing.B, tr *Transform, n int) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		out, failed, err := tr.Process(ctx, in)
 		if err != nil || len(failed) > 0 || len(out) != n {
@@ -146,13 +146,5 @@ func benchProcess(b *testing.B, tr *Transform, n int) {
 func report(b *testing.B, n int, cpu0 time.Duration) {
 	records := float64(b.N * n)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/records, "ns/record")
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/records, "cpu-ns/record")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((cputime.Self()-cpu0).Nanoseconds())/records, "cpu-ns/record")
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sluicehq/sluice/internal/cputime"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -54,7 +55,7 @@ func benchHost(b *testing.B, c string, n int) {
 	size, _ := encodedSize(recs)
 	mem := make([]byte, size)
 	var d decoder
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		size, _ := encodedSize(recs)
 		encodeBatch(mem[:size], recs)
@@ -74,7 +75,7 @@ func BenchmarkHostFloor(b *testing.B) {
 	for _, n := range []int{64, 256, 1024} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			recs := benchBatch(n)
-			cpu0 := cpuTime()
+			cpu0 := cputime.Self()
 			for b.Loop() {
 				out := make(pipeline.Batch, 0, n)
 				for i := range recs {
