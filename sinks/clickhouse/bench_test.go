@@ -10,6 +10,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/tidwall/gjson"
 
+	"github.com/sluicehq/sluice/internal/cputime"
 	"github.com/sluicehq/sluice/pipeline"
 )
 
@@ -35,9 +36,18 @@ func benchRecords(n int) pipeline.Batch {
 // BenchmarkInsert writes 100k 200-byte records through the sink into the
 // real ClickHouse, in batches of batch_size (10000).
 func BenchmarkInsert(b *testing.B) {
+	for _, method := range []string{"lz4", "none"} {
+		b.Run("compression="+method, func(b *testing.B) { benchInsert(b, method) })
+	}
+}
+
+// benchInsert inserts 100k records per op with the given compression, and
+// reports rows/s and the CPU time of this process (the sink's side) per
+// row.
+func benchInsert(b *testing.B, compression string) {
 	srv := newServer(b)
-	table := srv.createTable("bench", benchCols, "MergeTree() ORDER BY (device_id, seq)")
-	sink := srv.newSink(Config{Table: table, Columns: map[string]string{"raw": "$"}})
+	table := srv.createTable("bench_"+compression, benchCols, "MergeTree() ORDER BY (device_id, seq)")
+	sink := srv.newSink(Config{Table: table, Compression: compression, Columns: map[string]string{"raw": "$"}})
 	const total = 100_000
 	recs := benchRecords(total)
 	if len(recs[0].Value) != 200 {
@@ -48,6 +58,7 @@ func BenchmarkInsert(b *testing.B) {
 	b.SetBytes(total * 200)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cputime.Self()
 	for i := 0; i < b.N; i++ {
 		for off := 0; off < total; off += batch {
 			if err := sink.Write(ctx, recs[off:min(off+batch, total)]); err != nil {
@@ -57,6 +68,7 @@ func BenchmarkInsert(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(total*b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64((cputime.Self()-cpu0).Nanoseconds())/float64(total*b.N), "cpu-ns/row")
 	if n := srv.count("SELECT count() FROM default." + table); n != uint64(total*b.N) {
 		b.Fatalf("count: got %d, want %d", n, total*b.N)
 	}

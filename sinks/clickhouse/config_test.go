@@ -87,6 +87,7 @@ func TestValidate(t *testing.T) {
 			wantMsg: `unknown metadata source "@seqno" (valid: @device, @seq, @part, @received, @key, @dest; escape a field that starts with @ as \@)`},
 		{name: "empty source", edit: func(c *Config) { c.Columns = map[string]string{"x": ""} }, field: "columns.x",
 			wantMsg: `empty source: use a gjson path, "$" or one of @device, @seq, @part, @received, @key, @dest`},
+		{name: "unknown compression", edit: func(c *Config) { c.Compression = "gzip" }, field: "compression", wantMsg: `"gzip" is not one of lz4, zstd, none`},
 		{name: "negative batch", edit: func(c *Config) { c.BatchSize = -1 }, field: "batch_size", wantMsg: "must not be negative"},
 		{name: "negative linger", edit: func(c *Config) { c.Linger = -time.Second }, field: "linger", wantMsg: "must not be negative"},
 		{name: "create without columns", edit: func(c *Config) { c.Create = &CreateConfig{} }, field: "create.columns", wantMsg: "required: at least one {name, type}"},

@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config, env pipeline.Env) (*Sink, error) {
 		ReadTimeout:  cfg.InsertTimeout,
 		MaxOpenConns: 2,
 		MaxIdleConns: 2,
-		Compression:  &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:  &clickhouse.Compression{Method: compressionMethods[cfg.Compression]},
 		ClientInfo: clickhouse.ClientInfo{Products: []struct{ Name, Version string }{
 			{Name: "sluice", Version: ""},
 		}},

@@ -173,6 +173,36 @@ func TestAutoMapping(t *testing.T) {
 	})
 }
 
+// Every compression method inserts the same rows (blocks of a few rows and
+// of many, where compression changes the bytes sent).
+func TestCompression(t *testing.T) {
+	srv := newServer(t)
+	for _, method := range []string{"lz4", "zstd", "none"} {
+		t.Run(method, func(t *testing.T) {
+			table := srv.createTable("comp_"+method, "device_id String, seq UInt64, raw String", "")
+			sink := srv.newSink(Config{Table: table, Compression: method, Columns: map[string]string{"raw": "$"}})
+			var values []string
+			for i := range 5000 {
+				values = append(values, fmt.Sprintf(`{"device_id":"d%d","seq":%d,"msg":"%s"}`, i%7, i, strings.Repeat("x", i%50)))
+			}
+			write(t, sink, recs(values[:3]...))
+			write(t, sink, recs(values[3:]...))
+			q := "SELECT count(), sum(seq), sum(length(raw)) FROM default." + table
+			var n, sum, bytes uint64
+			if err := srv.conn.QueryRow(context.Background(), q).Scan(&n, &sum, &bytes); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			var wantBytes uint64
+			for _, v := range values {
+				wantBytes += uint64(len(v))
+			}
+			if n != 5000 || sum != 4999*5000/2 || bytes != wantBytes {
+				t.Fatalf("got %d rows, sum(seq) %d, %d bytes of raw; want 5000, %d, %d", n, sum, bytes, 4999*5000/2, wantBytes)
+			}
+		})
+	}
+}
+
 func TestExplicitMapping(t *testing.T) {
 	srv := newServer(t)
 	table := srv.createTable("explicit", "device String, seq UInt64, part UInt32, recv DateTime, key String, dest String, "+
