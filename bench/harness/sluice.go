@@ -73,6 +73,7 @@ pipelines:
       - clickhouse:
           addr: %[7]s
           table: %[8]s
+          compression: none
           columns: { part: "@part", raw: "$" }
           create:
             engine: ReplacingMergeTree()
