@@ -110,7 +110,7 @@ func TestPipelineYAML(t *testing.T) {
 		tune Tuning
 	}{
 		{name: "default"},
-		{name: "tuned", tune: Tuning{KafkaBatch: 5000, WASMTimeout: "1s"}},
+		{name: "tuned", tune: Tuning{KafkaBatch: 5000, KafkaInFlight: 1, WASMTimeout: "1s", CHCompression: "lz4"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

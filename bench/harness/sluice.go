@@ -22,6 +22,7 @@ type Tuning struct {
 	KafkaBatch    int    // sinks[0].kafka batch_size
 	KafkaInFlight int    // sinks[0].kafka max_in_flight
 	WASMTimeout   string // transforms[0].wasm timeout
+	CHCompression string // store sinks[0].clickhouse compression
 }
 
 func (t Tuning) String() string {
@@ -34,6 +35,9 @@ func (t Tuning) String() string {
 	}
 	if t.WASMTimeout != "" {
 		s = append(s, "wasm timeout "+t.WASMTimeout)
+	}
+	if t.CHCompression != "" {
+		s = append(s, "clickhouse compression "+t.CHCompression)
 	}
 	return strings.Join(s, ", ")
 }
@@ -49,6 +53,10 @@ func PipelineYAML(httpAddr, wsAddr, enrich string, brokers []string, chAddr, top
 	}
 	if tune.WASMTimeout != "" {
 		wasmExtra = "\n          timeout: " + tune.WASMTimeout
+	}
+	compression := "none" // the default pipeline's: its server is on the same host
+	if tune.CHCompression != "" {
+		compression = tune.CHCompression
 	}
 	return fmt.Sprintf(`# Written by bench/cmd/sluice-bench: the default pipeline.yaml's shape on
 # this run's topic, table and ports.
@@ -73,7 +81,7 @@ pipelines:
       - clickhouse:
           addr: %[7]s
           table: %[8]s
-          compression: none
+          compression: %[12]s
           columns: { part: "@part", raw: "$" }
           create:
             engine: ReplacingMergeTree()
@@ -99,7 +107,7 @@ endpoints:
       path: /subscribe
       brokers: %[4]s
       topics: [%[5]s]
-`, httpAddr, wsAddr, enrich, b, topic, dead, chAddr, table, group, wasmExtra, kafkaExtra)
+`, httpAddr, wsAddr, enrich, b, topic, dead, chAddr, table, group, wasmExtra, kafkaExtra, compression)
 }
 
 // FreeAddr returns a loopback address with a port free right now.

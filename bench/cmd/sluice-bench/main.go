@@ -116,6 +116,7 @@ func run(ctx context.Context, args []string) int {
 	fs.StringVar(&o.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native address")
 	fs.IntVar(&o.tune.KafkaBatch, "kafka-batch", 0, "experiment: the Kafka sink's batch_size (0: the default pipeline's)")
 	fs.IntVar(&o.tune.KafkaInFlight, "kafka-in-flight", 0, "experiment: the Kafka sink's max_in_flight (0: the default pipeline's)")
+	fs.StringVar(&o.tune.CHCompression, "clickhouse-compression", "", "experiment: the ClickHouse sink's compression, lz4, zstd or none (empty: the default pipeline's, none)")
 	fs.StringVar(&o.tune.WASMTimeout, "wasm-timeout", "", "experiment: the WASM transform's timeout, e.g. 1s (empty: the default pipeline's)")
 	fs.Float64Var(&o.minLoad, "wait-load", 0, "before starting, wait up to 5 minutes for the 1-minute load average to drop below this (0: do not wait)")
 	if err := fs.Parse(args); err != nil {
