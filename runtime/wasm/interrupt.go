@@ -276,7 +276,7 @@ func instrumentCode(b []byte, check []byte) ([]byte, error) {
 	r := &reader{b: b}
 	n := r.u32()
 	out := appendU32(make([]byte, 0, len(b)+len(b)/8), n)
-	var body []byte
+	var body, expr []byte
 	for i := range n {
 		size := int(r.u32())
 		code := r.bytes(size)
@@ -292,16 +292,20 @@ func instrumentCode(b []byte, check []byte) ([]byte, error) {
 		if cr.err != nil {
 			return nil, fmt.Errorf("function %d: locals: %w", i, cr.err)
 		}
-		body = append(body[:0], code[:cr.p]...)
 		var err error
+		if expr, _, err = threadJumps(expr[:0], code[cr.p:]); err != nil {
+			return nil, fmt.Errorf("function body %d: %w", i, err)
+		}
+		body = append(body[:0], code[:cr.p]...)
 		var leaf bool
-		if body, leaf, err = instrumentExpr(body, code[cr.p:], check); err != nil {
+		if body, leaf, err = instrumentExpr(body, expr, check); err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
 		if leaf {
 			// No loop and no call: its run is bounded by its size, and its
 			// callers' checks bound how often it runs.
-			body = append(body[:0], code...)
+			body = append(body[:0], code[:cr.p]...)
+			body = append(body, expr...)
 		}
 		out = appendU32(out, uint32(len(body)))
 		out = append(out, body...)
@@ -346,93 +350,14 @@ func instrumentExpr(dst, code, check []byte) ([]byte, bool, error) {
 		case 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15: // loop, call, call_indirect, return_call(_indirect), call_ref, return_call_ref
 			leaf = false
 		}
-		switch {
-		case op == 0x03: // loop
+		if op == 0x03 { // loop
 			r.blockType()
 			dst = append(dst, code[from:r.p]...)
 			dst = append(dst, check...)
 			from = r.p
-		case op == 0x02, op == 0x04, op == 0x06: // block, if, try
-			r.blockType()
-		case op <= 0x01, op == 0x05, op == 0x0A, op == 0x0B, op == 0x0F, op == 0x19, op == 0x1A, op == 0x1B, op == 0xD1:
-			// unreachable nop else throw_ref end return catch_all drop select ref.is_null
-		case op == 0x07, op == 0x08, op == 0x09, op == 0x18, // catch throw rethrow delegate
-			op == 0x0C, op == 0x0D, op == 0x10, op == 0x12, // br br_if call return_call
-			op >= 0x20 && op <= 0x26, // local.*, global.*, table.get/set
-			op == 0x3F, op == 0x40,   // memory.size/grow (memory index)
-			op == 0xD2: // ref.func
-			r.u32()
-		case op == 0x0E: // br_table
-			for range r.u32() + 1 {
-				r.u32()
-			}
-		case op == 0x11, op == 0x13: // call_indirect, return_call_indirect
-			r.u32()
-			r.u32()
-		case op == 0x1C: // select t*
-			for range r.u32() {
-				r.valType()
-			}
-		case op == 0x1F: // try_table
-			r.blockType()
-			for range r.u32() {
-				switch r.byte1() {
-				case 0x00, 0x01:
-					r.u32()
-					r.u32()
-				case 0x02, 0x03:
-					r.u32()
-				default:
-					r.fail("unknown catch kind")
-				}
-			}
-		case op >= 0x28 && op <= 0x3E: // loads and stores
-			r.memarg()
-		case op == 0x41, op == 0x42: // i32.const, i64.const
-			r.skipLEB()
-		case op == 0x43:
-			r.bytes(4)
-		case op == 0x44:
-			r.bytes(8)
-		case op >= 0x45 && op <= 0xC4: // numeric, sign extension
-		case op == 0xD0: // ref.null heaptype
-			r.skipLEB()
-		case op == 0xFC:
-			switch sub := r.u32(); {
-			case sub <= 7: // saturating truncation
-			case sub == 8, sub == 10, sub == 12, sub == 14: // memory.init memory.copy table.init table.copy
-				r.u32()
-				r.u32()
-			case sub == 9, sub == 11, sub == 13, sub >= 15 && sub <= 17: // data.drop memory.fill elem.drop table.grow/size/fill
-				r.u32()
-			default:
-				r.fail(fmt.Sprintf("unknown opcode 0xFC %d", sub))
-			}
-		case op == 0xFD: // SIMD
-			switch sub := r.u32(); {
-			case sub <= 0x0B, sub == 0x5C, sub == 0x5D:
-				r.memarg()
-			case sub >= 0x54 && sub <= 0x5B:
-				r.memarg()
-				r.byte1()
-			case sub == 0x0C, sub == 0x0D:
-				r.bytes(16)
-			case sub >= 0x15 && sub <= 0x22:
-				r.byte1()
-			case sub <= 0x113:
-			default:
-				r.fail(fmt.Sprintf("unknown opcode 0xFD %d", sub))
-			}
-		case op == 0xFE: // threads
-			switch sub := r.u32(); {
-			case sub == 0x03:
-				r.byte1()
-			case sub <= 0x02, sub >= 0x10 && sub <= 0x4E:
-				r.memarg()
-			default:
-				r.fail(fmt.Sprintf("unknown opcode 0xFE %d", sub))
-			}
-		default:
+			continue
+		}
+		if !r.immediates(op) {
 			return nil, false, fmt.Errorf("unknown opcode %#x at byte %d", op, at)
 		}
 	}
@@ -440,6 +365,97 @@ func instrumentExpr(dst, code, check []byte) ([]byte, bool, error) {
 		return nil, false, r.err
 	}
 	return append(dst, code[from:]...), leaf, nil
+}
+
+// immediates reads the immediates of the instruction whose opcode op was
+// just read; it reports false for an opcode it does not know. (A malformed
+// immediate sets r.err.)
+func (r *reader) immediates(op byte) bool {
+	switch {
+	case op == 0x02, op == 0x03, op == 0x04, op == 0x06: // block, loop, if, try
+		r.blockType()
+	case op <= 0x01, op == 0x05, op == 0x0A, op == 0x0B, op == 0x0F, op == 0x19, op == 0x1A, op == 0x1B, op == 0xD1:
+		// unreachable nop else throw_ref end return catch_all drop select ref.is_null
+	case op == 0x07, op == 0x08, op == 0x09, op == 0x18, // catch throw rethrow delegate
+		op == 0x0C, op == 0x0D, op == 0x10, op == 0x12, // br br_if call return_call
+		op >= 0x20 && op <= 0x26, // local.*, global.*, table.get/set
+		op == 0x3F, op == 0x40,   // memory.size/grow (memory index)
+		op == 0xD2: // ref.func
+		r.u32()
+	case op == 0x0E: // br_table
+		for range r.u32() + 1 {
+			r.u32()
+		}
+	case op == 0x11, op == 0x13: // call_indirect, return_call_indirect
+		r.u32()
+		r.u32()
+	case op == 0x1C: // select t*
+		for range r.u32() {
+			r.valType()
+		}
+	case op == 0x1F: // try_table
+		r.blockType()
+		for range r.u32() {
+			switch r.byte1() {
+			case 0x00, 0x01:
+				r.u32()
+				r.u32()
+			case 0x02, 0x03:
+				r.u32()
+			default:
+				r.fail("unknown catch kind")
+			}
+		}
+	case op >= 0x28 && op <= 0x3E: // loads and stores
+		r.memarg()
+	case op == 0x41, op == 0x42: // i32.const, i64.const
+		r.skipLEB()
+	case op == 0x43:
+		r.bytes(4)
+	case op == 0x44:
+		r.bytes(8)
+	case op >= 0x45 && op <= 0xC4: // numeric, sign extension
+	case op == 0xD0: // ref.null heaptype
+		r.skipLEB()
+	case op == 0xFC:
+		switch sub := r.u32(); {
+		case sub <= 7: // saturating truncation
+		case sub == 8, sub == 10, sub == 12, sub == 14: // memory.init memory.copy table.init table.copy
+			r.u32()
+			r.u32()
+		case sub == 9, sub == 11, sub == 13, sub >= 15 && sub <= 17: // data.drop memory.fill elem.drop table.grow/size/fill
+			r.u32()
+		default:
+			r.fail(fmt.Sprintf("unknown opcode 0xFC %d", sub))
+		}
+	case op == 0xFD: // SIMD
+		switch sub := r.u32(); {
+		case sub <= 0x0B, sub == 0x5C, sub == 0x5D:
+			r.memarg()
+		case sub >= 0x54 && sub <= 0x5B:
+			r.memarg()
+			r.byte1()
+		case sub == 0x0C, sub == 0x0D:
+			r.bytes(16)
+		case sub >= 0x15 && sub <= 0x22:
+			r.byte1()
+		case sub <= 0x113:
+		default:
+			r.fail(fmt.Sprintf("unknown opcode 0xFD %d", sub))
+		}
+	case op == 0xFE: // threads
+		switch sub := r.u32(); {
+		case sub == 0x03:
+			r.byte1()
+		case sub <= 0x02, sub >= 0x10 && sub <= 0x4E:
+			r.memarg()
+		default:
+			r.fail(fmt.Sprintf("unknown opcode 0xFE %d", sub))
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // reader reads the binary format; the first error sticks.
@@ -483,6 +499,23 @@ func (r *reader) u32() uint32 {
 		c := r.byte1()
 		v |= uint32(c&0x7f) << shift
 		if c&0x80 == 0 {
+			return v
+		}
+	}
+	r.fail("LEB128 too long")
+	return 0
+}
+
+// s32 reads a signed LEB128 of at most 32 bits.
+func (r *reader) s32() int32 {
+	var v int32
+	for shift := 0; shift < 35; shift += 7 {
+		c := r.byte1()
+		v |= int32(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if shift+7 < 32 && c&0x40 != 0 {
+				v |= -1 << (shift + 7)
+			}
 			return v
 		}
 	}
