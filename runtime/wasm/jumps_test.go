@@ -4,47 +4,83 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
 )
 
-// The three forward jumps of testdata/dispatch.wat's sum become direct,
-// its jump back does not, "other" (not the dispatch shape) is left alone,
-// and both compute what they did.
+// testdata/dispatch.wat's functions compute what they did once rewritten:
+// sum's three forward jumps and its jump back become direct, mid's jump
+// into the middle of its loop still lands there, nested's inner loop gets
+// its own wasm loop while the outer one goes around the dispatch loop, and
+// other (not the shape) is left alone.
 func TestThreadJumps(t *testing.T) {
 	bin, err := os.ReadFile(mod("dispatch"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	threaded, counts := threadModule(t, bin)
-	if counts[0] != 3 || counts[1] != 0 {
-		t.Fatalf("threaded %v jumps per function, want [3 0]", counts)
-	}
-	// Ahead of sum's jump table: 0 (the entry) to code 0, then 1 (where
-	// its jump back goes) to code 1.
-	entry := []byte{0x20, 0x00, 0x45, 0x0D, 0x00}            // local.get 0  i32.eqz  br_if $b0
-	back := []byte{0x20, 0x00, 0x41, 0x01, 0x46, 0x0D, 0x01} // local.get 0  i32.const 1  i32.eq  br_if $b1
-	if !bytes.Contains(threaded, append(entry, back...)) {
-		t.Error("no tests of the entry and the loop's head ahead of sum's jump table")
+	if want := []int{4, 0, 2, 3}; !slices.Equal(counts, want) {
+		t.Fatalf("made %v jumps direct per function, want %v", counts, want)
 	}
 	ctx := context.Background()
-	for _, b := range [][]byte{bin, threaded} {
+	type call struct {
+		fn   string
+		args []uint64
+		want uint64
+	}
+	calls := []call{{"other", []uint64{0}, 7}}
+	for _, x := range []uint64{0, 1, 10, 1000, 50000} { // 50000 runs past the fuel: out to the dispatch loop and back
+		calls = append(calls, call{"sum", []uint64{0, x}, x * (x + 1) / 2})
+	}
+	for _, x := range []uint64{1, 3, 100} {
+		calls = append(calls, call{"mid", []uint64{0, x}, x + x*(x+1)/2})
+	}
+	for _, x := range []uint64{101, 300, 30000} {
+		calls = append(calls, call{"mid", []uint64{0, x}, 1000 + x*(x+1)/2 + x - 1})
+	}
+	for _, ab := range [][2]uint64{{0, 5}, {5, 0}, {1, 1}, {7, 9}, {300, 300}} {
+		calls = append(calls, call{"nested", []uint64{0, ab[0], ab[1]}, ab[0] * ab[1]})
+	}
+	for i, b := range [][]byte{bin, threaded} {
 		rt := wazero.NewRuntime(ctx)
 		m, err := rt.Instantiate(ctx, b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for x, want := range map[uint64]uint64{0: 0, 1: 1, 10: 55, 1000: 500500} {
-			res, err := m.ExportedFunction("sum").Call(ctx, 0, x)
-			if err != nil || res[0] != want {
-				t.Errorf("sum(%d) = %v, %v; want %d", x, res, err, want)
+		for _, c := range calls {
+			res, err := m.ExportedFunction(c.fn).Call(ctx, c.args...)
+			if err != nil || res[0] != c.want {
+				t.Errorf("module %d: %s%v = %v, %v; want %d", i, c.fn, c.args[1:], res, err, c.want)
 			}
 		}
-		if res, err := m.ExportedFunction("other").Call(ctx, 0); err != nil || res[0] != 7 {
-			t.Errorf("other() = %v, %v; want 7", res, err)
-		}
 		rt.Close(ctx)
+	}
+	// Instrumented, the rewritten module still computes the same: the new
+	// loops get their checks too.
+	ib, err := instrument(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each dispatch loop has the check that yields; each new loop counts
+	// down the fuel and leaves for its dispatch loop when it runs out.
+	if n := bytes.Count(ib, []byte{0x41, 0x00, 0x40, 0x00, 0x1A}); n != 4 {
+		t.Errorf("%d checks that yield in the instrumented module, want 4 (one per dispatch loop)", n)
+	}
+	if n := bytes.Count(ib, []byte{0x41, 0x01, 0x48, 0x0D}); n != 3 {
+		t.Errorf("%d fuel countdowns at new loops' heads, want 3", n)
+	}
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	m, err := rt.Instantiate(ctx, ib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		if res, err := m.ExportedFunction(c.fn).Call(ctx, c.args...); err != nil || res[0] != c.want {
+			t.Errorf("instrumented: %s%v = %v, %v; want %d", c.fn, c.args[1:], res, err, c.want)
+		}
 	}
 }
 
@@ -110,7 +146,7 @@ func threadModule(t *testing.T, bin []byte) ([]byte, []int) {
 					lr.u32()
 					lr.valType()
 				}
-				body, k, err := threadJumps(append([]byte(nil), code[:lr.p]...), code[lr.p:])
+				body, k, _, err := threadJumps(append([]byte(nil), code[:lr.p]...), code[lr.p:], nil)
 				if err != nil {
 					t.Fatalf("function %d: %v", i, err)
 				}

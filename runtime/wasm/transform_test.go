@@ -224,8 +224,9 @@ func TestHostile(t *testing.T) {
 func TestTimeoutBound(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	for _, c := range []struct{ module, record string }{
-		{"hostile", `{"loop":true}`}, // a loop
-		{"fib", `{}`},                // recursion with no loop
+		{"hostile", `{"loop":true}`},    // a loop
+		{"fib", `{}`},                   // recursion with no loop
+		{"sandbox", `{"probe":"spin"}`}, // a Go loop: a wasm loop of its own after threadJumps
 	} {
 		t.Run(c.module, func(t *testing.T) {
 			tr := newT(t, c.module, Config{Timeout: timeout})
@@ -467,7 +468,16 @@ func TestBatchSize(t *testing.T) {
 // the timer that would stop the module cannot run until it has. The
 // interrupt check's yields to Go (see instrument) break that deadlock.
 func TestTimeoutDuringGC(t *testing.T) {
-	tr := newT(t, "hostile", Config{Timeout: 100 * time.Millisecond})
+	for _, c := range []struct{ module, record string }{
+		{"hostile", `{"loop":true}`},
+		{"sandbox", `{"probe":"spin"}`}, // a Go loop: its head counts fuel down and yields through the dispatch loop
+	} {
+		t.Run(c.module, func(t *testing.T) { timeoutDuringGC(t, c.module, c.record) })
+	}
+}
+
+func timeoutDuringGC(t *testing.T, module, record string) {
+	tr := newT(t, module, Config{Timeout: 100 * time.Millisecond})
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -484,7 +494,7 @@ func TestTimeoutDuringGC(t *testing.T) {
 	defer func() { close(stop); <-done }()
 	for range 5 {
 		start := time.Now()
-		_, fails := run(t, tr, nil, `{"loop":true}`)
+		_, fails := run(t, tr, nil, record)
 		if !errors.Is(fails[1], ErrTimeout) {
 			t.Fatalf("got %v, want a timeout", fails[1])
 		}

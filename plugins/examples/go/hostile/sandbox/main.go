@@ -59,6 +59,12 @@ func init() {
 		case "print":
 			os.Stdout.WriteString("to stdout\n")
 			os.Stderr.WriteString("to stderr\n")
+		case "spin": // a loop that never ends, with no call in it
+			n := 0
+			for n >= 0 {
+				n = (n + 1) & 0x3fffffff
+			}
+			result = "unreachable"
 		case "panic":
 			panic("boom")
 		case "exit":
