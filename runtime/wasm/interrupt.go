@@ -51,10 +51,10 @@ import (
 // check of both globals every time. A call is thus stopped at most
 // fuelRefill checks after its time is up: microseconds in practice.
 //
-// The loops that threadJumps adds to Go's code (jumps.go) get a lighter
-// check with no call in it: it counts the fuel down and, when it runs out,
-// branches to the function's dispatch loop, whose check above yields,
-// tests $interrupt and refills. (A call, even on a path never taken, made
+// In Go's code, rewritten by threadJumps (jumps.go), the loops get a
+// lighter check with no call in it: it counts the fuel down and, when it
+// runs out, branches out to a loop around the function's body, whose check
+// above yields, tests $interrupt and refills. (A call, even on a path never taken, made
 // every iteration of a Go loop pay for saving the values live across it:
 // about 400 of 2 100 ns per record of the Go enrich guest.)
 //
@@ -231,16 +231,16 @@ func instrument(bin []byte) ([]byte, error) {
 		case secStart:
 			// dropped: the host calls the start function through startExport
 		case secCode:
-			p, err := instrumentCode(s.payload, check, loopCheck(func(dispatch uint32) []byte {
+			p, err := instrumentCode(s.payload, check, loopCheck(func(out uint32) []byte {
 				// The head of a loop that threadJumps made: count down the
-				// fuel, and when it runs out go to the dispatch loop, whose
-				// check yields and tests $interrupt. No call here: a call
-				// in a loop, even one not taken, costs the loop far more.
+				// fuel, and when it runs out branch out, towards the loop
+				// whose check yields and tests $interrupt. No call here: a
+				// call in a loop, even one not taken, costs the loop far more.
 				var c []byte
 				c = append(appendU32(append(c, 0x23), fuel), 0x41, 0x01, 0x6B) // global.get $fuel  i32.const 1  i32.sub
 				c = appendU32(append(c, 0x24), fuel)                           // global.set $fuel
 				c = append(appendU32(append(c, 0x23), fuel), 0x41, 0x01, 0x48) // global.get $fuel  i32.const 1  i32.lt_s
-				return appendU32(append(c, 0x0D), dispatch)                    // br_if $dispatch
+				return appendU32(append(c, 0x0D), out)                         // br_if out
 			}))
 			if err != nil {
 				return nil, fmt.Errorf("code section: %w", err)

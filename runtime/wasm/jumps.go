@@ -38,8 +38,7 @@ import (
 //     jumps (an innermost loop of the function) are wrapped in a wasm loop
 //     of their own, and the jump becomes a `br` to its head. Only the
 //     variables set inside the loop go around it (2–3 ns an iteration
-//     whatever the function's size, same measurement). instrument puts its
-//     time-cap check at the head of that loop like any other.
+//     whatever the function's size, same measurement).
 //   - A loop's codes after t can still be entered from outside it (a jump
 //     into the middle, or a resume after a call when a goroutine switches):
 //     the loop's head tests local 0 and, if it does not select code t,
@@ -49,6 +48,14 @@ import (
 //   - Ahead of the main jump table, a test of local 0 with a br_if sends
 //     the function's entry (0: every call) and the targets of the first few
 //     remaining jumps back straight to their code.
+//   - Time-cap checks (interrupt.go): the heads of the new loops and of the
+//     dispatch loop get check, which only counts the fuel down and, when
+//     it runs out, branches out to the dispatch loop, or from there to a
+//     new loop around it. instrument gives that outer loop its usual
+//     check, with the call that yields to Go: it runs once per call of
+//     the function, where few values are live, and when the fuel runs
+//     out. (A call in a loop's check, even one not taken, makes every
+//     iteration save the values live across it.)
 //
 // The `i32.const N  local.set 0` before a jump stays, so local 0 always
 // holds what it held before: the rewrite changes only how the code gets
@@ -56,9 +63,9 @@ import (
 // made it; other functions are left as they are.
 
 // loopCheck returns the time-cap check for the head of a loop that
-// threadJumps makes, given the label of the dispatch loop from there; nil
-// adds none.
-type loopCheck func(dispatch uint32) []byte
+// threadJumps makes, given the label to branch to when the fuel runs out;
+// nil adds none.
+type loopCheck func(out uint32) []byte
 
 // threadJumps appends a function body's expression (code, its locals
 // already read) to dst, rewritten as described above. It returns how many
@@ -277,7 +284,17 @@ func (f *dispatchFunc) emit(dst []byte) ([]byte, int, error) {
 	code := f.code
 	m := len(f.units)
 	base := len(dst)
-	dst = append(dst, code[:f.prefix]...)
+	// A loop around the dispatch loop: instrument gives it the check that
+	// yields, run at each call's entry (when few values are live) and when
+	// the fuel runs out; the dispatch loop's own check only counts down.
+	loop := f.prefix - 2 // `loop` and its empty block type
+	dst = append(dst, code[:loop]...)
+	dst = append(dst, 0x03, 0x40)
+	f.loopAt = append(f.loopAt, len(dst)-base)
+	dst = append(dst, code[loop:f.prefix]...)
+	if f.check != nil {
+		dst = append(dst, f.check(1)...)
+	}
 	for range m {
 		dst = append(dst, 0x02, 0x40)
 	}
@@ -354,7 +371,9 @@ func (f *dispatchFunc) emit(dst []byte) ([]byte, int, error) {
 			}
 		}
 	}
-	return append(dst, code[f.suffix:]...), direct, nil
+	// The dispatch loop's end, then the outer loop's.
+	dst = append(dst, 0x0B, 0x0B)
+	return append(dst, code[f.suffix+1:]...), direct, nil
 }
 
 // oldTarget returns what label k (counted from the outside of code j, past
@@ -396,7 +415,7 @@ func (f *dispatchFunc) newLabel(j int, c construct) int {
 	if c.kind == kDispatch {
 		return k
 	}
-	return k + 1 + c.i
+	return k + 2 + c.i // past the dispatch loop and the loop around it
 }
 
 // emitCode copies code j, rewriting the labels of its branches.
