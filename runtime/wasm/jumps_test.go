@@ -57,6 +57,18 @@ func TestThreadJumps(t *testing.T) {
 		}
 		rt.Close(ctx)
 	}
+	// The jump table's ways into codes that Go's code never enters through
+	// it trap: sum's code 2, the middle of its loop, which nothing jumps to
+	// from outside the loop.
+	rt2 := wazero.NewRuntime(ctx)
+	defer rt2.Close(ctx)
+	m2, err := rt2.Instantiate(ctx, threaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := m2.ExportedFunction("sum").Call(ctx, 2, 3); err == nil {
+		t.Errorf("sum entered at code 2 = %v, want a trap", res)
+	}
 	// Instrumented, the rewritten module still computes the same: the new
 	// loops get their checks too.
 	ib, err := instrument(bin)
