@@ -117,6 +117,7 @@ type dispatchFunc struct {
 	back     [][2]int // jumps back: {from code, to code}
 	calls    []bool   // code j makes a call at its top level (it ends with it)
 	fwd      [][2]int // jumps forward: {from code, to code}
+	other    bool     // a branch to the dispatch loop other than a jump
 	backVals []int32  // the values jumps back set, in order, no repeats
 
 	loopOf  []int // loop index of each code, or -1
@@ -183,16 +184,30 @@ func scanDispatch(code []byte) (*dispatchFunc, error) {
 			if loopAt >= 0 && cur >= 0 && depth == loopAt+f.n-cur {
 				f.calls[cur] = true
 			}
-		case 0x0C: // br
-			label := int(r.u32())
-			if loopAt >= 0 && cur >= 0 && at == setEnd && depth-1-label == loopAt {
-				if t := int(target(f.table, setVal)); t > cur {
-					f.fwd = append(f.fwd, [2]int{cur, t})
-				} else {
-					f.back = append(f.back, [2]int{cur, t})
-					if setVal != 0 && !slices.Contains(f.backVals, setVal) {
-						f.backVals = append(f.backVals, setVal)
+		case 0x0E: // br_table
+			if loopAt >= 0 && cur >= 0 {
+				for range r.u32() + 1 {
+					if depth-1-int(r.u32()) == loopAt {
+						f.other = true
 					}
+				}
+				continue
+			}
+		case 0x0C, 0x0D: // br, br_if
+			label := int(r.u32())
+			if loopAt < 0 || cur < 0 || depth-1-label != loopAt {
+				continue
+			}
+			if op == 0x0D || at != setEnd {
+				f.other = true // a way around the dispatch loop that is not a jump: not Go's
+				continue
+			}
+			if t := int(target(f.table, setVal)); t > cur {
+				f.fwd = append(f.fwd, [2]int{cur, t})
+			} else {
+				f.back = append(f.back, [2]int{cur, t})
+				if setVal != 0 && !slices.Contains(f.backVals, setVal) {
+					f.backVals = append(f.backVals, setVal)
 				}
 			}
 			continue
@@ -311,6 +326,23 @@ func (f *dispatchFunc) chooseLoops() {
 	}
 }
 
+// aroundDispatch reports whether some jump back still goes around the
+// dispatch loop (not in a loop of its own), or some other branch does: the
+// dispatch loop's head then needs a check. Otherwise only a call's entry
+// and a loop whose fuel ran out (both through the outer loop's check) get
+// there.
+func (f *dispatchFunc) aroundDispatch() bool {
+	if f.other {
+		return true
+	}
+	for _, b := range f.back {
+		if l := f.loopOf[b[1]]; l < 0 || f.loops[l][0] != b[1] || f.loopOf[b[0]] != l {
+			return true
+		}
+	}
+	return false
+}
+
 // pcRange returns the lowest and highest values of local 0 that select
 // code j (they are consecutive).
 func (f *dispatchFunc) pcRange(j int) (lo, hi int32) {
@@ -349,7 +381,7 @@ func (f *dispatchFunc) emit(dst []byte) ([]byte, int, error) {
 	dst = append(dst, 0x03, 0x40)
 	f.loopAt = append(f.loopAt, len(dst)-base)
 	dst = append(dst, code[loop:f.prefix]...)
-	if f.check != nil {
+	if f.check != nil && f.aroundDispatch() {
 		dst = append(dst, f.check(1)...)
 	}
 	for range m {
@@ -394,8 +426,9 @@ func (f *dispatchFunc) emit(dst []byte) ([]byte, int, error) {
 			f.loopAt = append(f.loopAt, len(dst)-base)
 			dst = append(dst, 0x03, 0x40) // loop
 			if f.check != nil {
-				// From the loop's head: itself, the unit blocks still open, then the dispatch loop.
-				dst = append(dst, f.check(uint32(1+m-1-u))...)
+				// Out to the loop around the dispatch loop, past this loop,
+				// the unit blocks still open and the dispatch loop.
+				dst = append(dst, f.check(uint32(1+m-1-u+1))...)
 			}
 			for range s - t {
 				dst = append(dst, 0x02, 0x40)
