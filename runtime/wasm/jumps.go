@@ -57,14 +57,14 @@ import (
 //     entries lead to a trap: with fewer ways into each code, wazero moves
 //     fewer values along the direct jumps (the Go enrich guest: 14% less
 //     time). Code that did come in that way would trap, not run on.
-//   - Time-cap checks (interrupt.go): the heads of the new loops and of the
-//     dispatch loop get check, which only counts the fuel down and, when
-//     it runs out, branches out to the dispatch loop, or from there to a
-//     new loop around it. instrument gives that outer loop its usual
-//     check, with the call that yields to Go: it runs once per call of
-//     the function, where few values are live, and when the fuel runs
-//     out. (A call in a loop's check, even one not taken, makes every
-//     iteration save the values live across it.)
+//   - Time-cap checks (interrupt.go): the heads of the new loops, and of
+//     the dispatch loop when a jump back still goes around it, get check,
+//     which only counts the fuel down and, when it runs out, branches out
+//     to a new loop around the dispatch loop. instrument gives that outer
+//     loop its usual check, with the call that yields to Go: it runs once
+//     per call of the function, where few values are live, and when the
+//     fuel runs out. (A call in a loop's check, even one not taken, makes
+//     every iteration save the values live across it.)
 //
 // The `i32.const N  local.set 0` before a jump stays, so local 0 always
 // holds what it held before: the rewrite changes only how the code gets
