@@ -280,6 +280,13 @@ func (f *dispatchFunc) chooseLoops() {
 	// through the table, so the table sends the rest to a trap: with fewer
 	// ways in, wazero carries fewer values along the direct jumps.
 	f.entered = make([]bool, f.n)
+	if f.other {
+		// Some branch goes around the dispatch loop without saying where
+		// (not Go's code): keep every way in.
+		for j := range f.entered {
+			f.entered[j] = true
+		}
+	}
 	f.entered[target(f.table, 0)] = true
 	for _, b := range f.back {
 		if l := f.loopOf[b[1]]; l < 0 || f.loops[l][0] != b[1] || f.loopOf[b[0]] != l {

@@ -188,4 +188,27 @@
       local.get $acc
       return
     end
+    unreachable)
+  ;; loose(0, _) jumps from code 0 to code 2, but with a nop between setting
+  ;; local 0 and the branch: not Go's way, so every entry of its jump table
+  ;; stays (loose(1, _) runs code 1).
+  (func (export "loose") (param i32) (param i32) (result i32)
+    loop $d
+      block $b2
+        block $b1
+          block $b0
+            local.get 0
+            br_table $b0 $b1 $b2 $b0
+          end
+          i32.const 2
+          local.set 0
+          nop
+          br $d
+        end
+        i32.const 11
+        return
+      end
+      i32.const 22
+      return
+    end
     unreachable))
