@@ -158,14 +158,17 @@ func instrument(bin []byte) ([]byte, error) {
 	flag := importedGlobals + definedGlobals // $interrupt
 	fuel := flag + 1                         // $fuel
 	refill := appendSLEB(nil, fuelRefill)
-	var check []byte
-	check = append(appendU32(append(check, 0x23), fuel), 0x41, 0x01, 0x6B)             // global.get $fuel  i32.const 1  i32.sub
-	check = appendU32(append(check, 0x24), fuel)                                       // global.set $fuel
-	check = append(appendU32(append(check, 0x23), fuel), 0x41, 0x01, 0x48, 0x04, 0x40) // global.get $fuel  i32.const 1  i32.lt_s  if
-	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1A)                                //   i32.const 0  memory.grow 0  drop
-	check = append(appendU32(append(check, 0x23), flag), 0x04, 0x40, 0x00, 0x0B)       // global.get $interrupt  if  unreachable  end
-	check = append(append(check, 0x41), refill...)                                     //   i32.const fuelRefill
-	check = append(appendU32(append(check, 0x24), fuel), 0x0B)                         //   global.set $fuel  end
+	// Both checks count the fuel down and test it; the full one then yields
+	// in an if, a loop's (below) branches out.
+	var low []byte
+	low = append(appendU32(append(low, 0x23), fuel), 0x41, 0x01, 0x6B)           // global.get $fuel  i32.const 1  i32.sub
+	low = appendU32(append(low, 0x24), fuel)                                     // global.set $fuel
+	low = append(appendU32(append(low, 0x23), fuel), 0x41, 0x01, 0x48)           // global.get $fuel  i32.const 1  i32.lt_s
+	check := append(append([]byte(nil), low...), 0x04, 0x40)                     // if
+	check = append(check, 0x41, 0x00, 0x40, 0x00, 0x1A)                          //   i32.const 0  memory.grow 0  drop
+	check = append(appendU32(append(check, 0x23), flag), 0x04, 0x40, 0x00, 0x0B) // global.get $interrupt  if  unreachable  end
+	check = append(append(check, 0x41), refill...)                               //   i32.const fuelRefill
+	check = append(appendU32(append(check, 0x24), fuel), 0x0B)                   //   global.set $fuel  end
 
 	// Our globals: $interrupt (mut i32) (i32.const 0), $fuel (mut i32) (i32.const fuelRefill).
 	ourGlobals := []byte{0x7F, 0x01, 0x41, 0x00, 0x0B, 0x7F, 0x01, 0x41}
@@ -236,11 +239,7 @@ func instrument(bin []byte) ([]byte, error) {
 				// fuel, and when it runs out branch out, towards the loop
 				// whose check yields and tests $interrupt. No call here: a
 				// call in a loop, even one not taken, costs the loop far more.
-				var c []byte
-				c = append(appendU32(append(c, 0x23), fuel), 0x41, 0x01, 0x6B) // global.get $fuel  i32.const 1  i32.sub
-				c = appendU32(append(c, 0x24), fuel)                           // global.set $fuel
-				c = append(appendU32(append(c, 0x23), fuel), 0x41, 0x01, 0x48) // global.get $fuel  i32.const 1  i32.lt_s
-				return appendU32(append(c, 0x0D), out)                         // br_if out
+				return appendU32(append(append([]byte(nil), low...), 0x0D), out) // br_if out
 			}))
 			if err != nil {
 				return nil, fmt.Errorf("code section: %w", err)

@@ -95,7 +95,7 @@ func threadJumps(dst, code []byte, check loopCheck) (out []byte, direct int, loo
 	if err == errNotDispatch {
 		return append(dst, code...), 0, nil, nil
 	}
-	return out, n, f.loopAt, err
+	return out, n, f.made, err
 }
 
 // errNotDispatch stops a rewrite that meets code it does not expect.
@@ -126,7 +126,7 @@ type dispatchFunc struct {
 	entered []bool   // code j can be entered through the jump table
 	unitOf  []int    // unit index of each code
 	check   loopCheck
-	loopAt  []int // where emit wrote the loops it made, from the start of the expression
+	made    []int // where emit wrote the loops it made, from the start of the expression
 }
 
 // scanDispatch returns code cut into codes if it has the dispatch shape,
@@ -386,7 +386,7 @@ func (f *dispatchFunc) emit(dst []byte) ([]byte, int, error) {
 	loop := f.prefix - 2 // `loop` and its empty block type
 	dst = append(dst, code[:loop]...)
 	dst = append(dst, 0x03, 0x40)
-	f.loopAt = append(f.loopAt, len(dst)-base)
+	f.made = append(f.made, len(dst)-base)
 	dst = append(dst, code[loop:f.prefix]...)
 	if f.check != nil && f.aroundDispatch() {
 		dst = append(dst, f.check(1)...)
@@ -430,7 +430,7 @@ func (f *dispatchFunc) emit(dst []byte) ([]byte, int, error) {
 				return nil, 0, err
 			}
 		} else {
-			f.loopAt = append(f.loopAt, len(dst)-base)
+			f.made = append(f.made, len(dst)-base)
 			dst = append(dst, 0x03, 0x40) // loop
 			if f.check != nil {
 				// Out to the loop around the dispatch loop, past this loop,
