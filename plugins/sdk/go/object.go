@@ -28,15 +28,20 @@ type Object struct {
 	tbuf    []byte  // unquoted strings
 	err     error   // first failed edit
 
-	keys     uint64        // keyBit of every key (a superset): find's quick "no"
-	names    [4]quotedName // names set lately, quoted
-	nextName int           // the entry of names to replace next
+	keys  uint64        // keyBit of every key (a superset): find's quick "no"
+	names [4]quotedName // names set lately, quoted, at nameSlot(name)
 }
 
 type quotedName struct {
 	name   string
 	quoted []byte
 	esc    bool
+}
+
+// is reports whether c holds name, quoted. (An empty entry holds none,
+// not the empty name.)
+func (c *quotedName) is(name string) bool {
+	return len(c.quoted) != 0 && len(c.name) == len(name) && unsafe.StringData(c.name) == unsafe.StringData(name)
 }
 
 type field struct {
@@ -81,26 +86,22 @@ func (o *Object) fail(err error) {
 	}
 }
 
-// index builds the field index; it reports whether b is an object.
-// indexFast does the common shape (compact, no escapes, string and number
-// values); anything else goes to indexSlow.
+// index builds the field index if it is not built; it reports whether b
+// is an object. indexFast does the common shape (compact, no escapes,
+// string and number values); anything else goes to indexSlow. (The hot
+// paths write this out: one call, not two.)
 func (o *Object) index() bool {
-	if o.indexed {
-		return o.isObj
+	if !o.indexed && !o.indexFast() {
+		o.indexSlow()
 	}
-	o.indexed = true
-	if o.indexFast() {
-		o.isObj = true
-		return true
-	}
-	return o.indexSlow()
+	return o.isObj
 }
 
 // indexFast indexes a compact object whose keys and string values have no
 // escapes and whose other values are numbers, and reports whether b was
-// one. It makes no calls, so that Go's wasm backend keeps its variables in
-// locals, and reads 8 bytes at a time: the last word of b, shifted, stands
-// for the bytes past its end.
+// one (the index is then built). It makes no calls, so that Go's wasm
+// backend keeps its variables in locals, and reads 8 bytes at a time: the
+// last word of b, shifted, stands for the bytes past its end.
 func (o *Object) indexFast() bool {
 	b := o.b
 	n := len(b)
@@ -189,6 +190,7 @@ func (o *Object) indexFast() bool {
 		if c == '}' {
 			o.fields, o.keys = fields, keys
 			o.open = 0
+			o.indexed, o.isObj = true, true
 			return true
 		}
 		if c != ',' || i+1 >= n || load8(p, i+1) != '"' {
@@ -340,6 +342,7 @@ func (o *Object) indexSlow() bool {
 
 func (o *Object) indexDone(fields []field, isObj bool) bool {
 	o.fields, o.isObj, o.keys = fields, isObj, ^uint64(0)
+	o.indexed = true
 	return isObj
 }
 
@@ -378,8 +381,8 @@ func init() {
 
 // find returns the index in o.fields of the first field called name, or -1.
 func (o *Object) find(name string) int {
-	if !o.indexed {
-		o.index()
+	if !o.indexed && !o.indexFast() {
+		o.indexSlow()
 	}
 	if !o.isObj || len(name) > 0 && o.keys&keyBit(name[0], len(name)) == 0 {
 		return -1
@@ -472,7 +475,16 @@ func (o *Object) GetRaw(name string) ([]byte, bool) {
 
 // GetFloat returns the field called name if it is a number.
 func (o *Object) GetFloat(name string) (float64, bool) {
-	j := o.find(name)
+	j := -2 // find, written out for the common case: one call fewer
+	if o.indexed && len(name) > 0 {
+		j = -1
+		if o.isObj && o.keys&keyBit(name[0], len(name)) != 0 {
+			j = o.findFast(name)
+		}
+	}
+	if j == -2 {
+		j = o.find(name)
+	}
 	if j < 0 {
 		return 0, false
 	}
@@ -555,10 +567,14 @@ func (o *Object) All() func(yield func(name string, value []byte) bool) {
 // and adding it at the end otherwise.
 func (o *Object) Set(name string, v Value) {
 	var ok bool
-	o.vbuf, ok = v.appendJSON(o.vbuf[:0])
+	if v.kind == KindNumber && !v.isI {
+		o.vbuf, ok = appendSimpleFloat(o.vbuf[:0], v.f) // the common float: two calls fewer
+	}
 	if !ok {
-		o.failSet(name, &v)
-		return
+		if o.vbuf, ok = v.appendJSON(o.vbuf[:0]); !ok {
+			o.failSet(name, &v)
+			return
+		}
 	}
 	o.setEncoded(name, o.vbuf)
 }
@@ -589,14 +605,18 @@ func aliases(a, b []byte) bool {
 }
 
 func (o *Object) setEncoded(name string, val []byte) {
-	if !o.indexed {
-		o.index()
+	if !o.indexed && !o.indexFast() {
+		o.indexSlow()
 	}
 	if !o.isObj {
 		o.fail(ErrNotObject)
 		return
 	}
-	if j := o.find(name); j >= 0 {
+	j := -1
+	if len(name) == 0 || o.keys&keyBit(name[0], len(name)) != 0 {
+		j = o.find(name) // else the keys' hash says name is new: no call
+	}
+	if j >= 0 {
 		f := &o.fields[j]
 		v0 := f.v0
 		o.splice(v0, f.v1, val, j+1)
@@ -604,15 +624,31 @@ func (o *Object) setEncoded(name string, val []byte) {
 		return
 	}
 	// Add ,"name":val after the last value (or "name":val after the
-	// opening brace), written straight into a gap opened for it.
-	q, esc := o.quoted(name)
+	// opening brace), written straight into a gap opened for it. The
+	// common cases are written out here, without calls: a name quoted
+	// before, and a document already copied, with room, ending with the
+	// brace.
+	var q []byte
+	var esc bool
+	if c := &o.names[nameSlot(name)]; c.is(name) {
+		q, esc = c.quoted, c.esc
+	} else {
+		q, esc = o.quoted(name)
+	}
 	n := len(o.fields)
 	at, comma := o.open+1, 0
 	if n > 0 {
 		at, comma = o.fields[n-1].v1, 1
 	}
 	size := comma + len(q) + 1 + len(val)
-	b := o.gap(at, at, size, n)
+	var b []byte
+	if old := len(o.b); o.owned && old-at == 1 && cap(o.b)-old >= size {
+		b = o.b[:old+size]
+		b[old+size-1] = b[at]
+		o.b, o.own, o.edited = b, b, true
+	} else {
+		b = o.gap(at, at, size, n)
+	}
 	if comma != 0 {
 		b[at] = ','
 	}
@@ -634,22 +670,25 @@ func (o *Object) setEncoded(name string, val []byte) {
 }
 
 // quoted returns name as a JSON string, and whether its key compares
-// through AppendUnquote (hasEscape). The last few names are kept: a
-// transform sets the same few names on every record. (A cached name is
-// kept alive by the cache, so its address identifies it.)
+// through AppendUnquote (hasEscape). The last few names are kept, each at
+// its nameSlot: a transform sets the same few names on every record. (A
+// cached name is kept alive by the cache, so its address identifies it.)
 func (o *Object) quoted(name string) ([]byte, bool) {
-	for i := range o.names {
-		c := &o.names[i]
-		if len(c.name) == len(name) && unsafe.StringData(c.name) == unsafe.StringData(name) {
-			return c.quoted, c.esc
-		}
+	c := &o.names[nameSlot(name)]
+	if !c.is(name) {
+		c.name = name
+		c.quoted = AppendQuote(c.quoted[:0], name)
+		c.esc = hasEscape(name)
 	}
-	c := &o.names[o.nextName%len(o.names)]
-	o.nextName++
-	c.name = name
-	c.quoted = AppendQuote(c.quoted[:0], name)
-	c.esc = hasEscape(name)
 	return c.quoted, c.esc
+}
+
+// nameSlot is name's place in Object.names.
+func nameSlot(name string) int {
+	if len(name) == 0 {
+		return 0
+	}
+	return (len(name) + int(name[0])) & 3
 }
 
 func hasEscape(name string) bool {

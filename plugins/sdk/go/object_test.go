@@ -118,7 +118,7 @@ func TestObjectEdits(t *testing.T) {
 // Random edits agree with the same edits on a decoded map.
 func TestObjectEditsMatchModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	names := []string{"a", "b", "temp", "device_id", "x\"y", "é", "long_name_here"}
+	names := []string{"a", "b", "temp", "device_id", "x\"y", "é", "long_name_here", ""}
 	var o Object // reused, like the SDK reuses its Record
 	for iter := range 3000 {
 		model := map[string]any{}
@@ -132,7 +132,13 @@ func TestObjectEditsMatchModel(t *testing.T) {
 		o.Reset(doc)
 		for range r.IntN(8) {
 			name := names[r.IntN(len(names))]
-			switch r.IntN(5) {
+			switch r.IntN(6) {
+			case 5: // GetFloat too
+				got, ok := o.GetFloat(name)
+				want, isNum := model[name].(float64)
+				if ok != isNum || ok && got != want {
+					t.Fatalf("iteration %d: GetFloat(%q) = %v, %v; want %v, %v (doc %s)", iter, name, got, ok, want, isNum, o.Bytes())
+				}
 			case 4: // a read between edits sees them
 				raw, ok := o.GetRaw(name)
 				want, inModel := model[name]

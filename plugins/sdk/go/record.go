@@ -167,7 +167,13 @@ func (r *Record) appendTo(b []byte, idx uint32) []byte {
 			copy(b[n+4:], v)
 			n += 4 + len(v)
 		}
-		move(b[n:], rest) // after an edit: key, dest, headers, often 12 bytes
+		if len(rest) == 12 { // after an edit: no key, dest or headers
+			rp := unsafe.Pointer(unsafe.SliceData(rest))
+			put64(b, n, load64(rp, 0))
+			put32(b, n+8, get32(rp, 8))
+		} else {
+			move(b[n:], rest)
+		}
 		return b
 	}
 	b = binary.LittleEndian.AppendUint32(b, idx)
