@@ -177,6 +177,11 @@ func TestValidJSON(t *testing.T) {
 		`{"a":1,}`, `[1,]`, `{"a"}`, `{"a":}`, `01`, `1.`, `.5`, `-`, `1e`, `"\x"`, `"\u12"`, "\"\x01\"", `{"a":1}}`,
 		`[1 2]`, `tru`, `nulll`, ``, ` `, `{"a":1`, `[`, `"abc`, "\"\xff\"", "\"é\"", `[[[[[]]]]]`, `{"a":{"b":{"c":[{}]}}}`,
 		`1 2`, `{"a":1}x`, "\t[\r\n]\n",
+		// validFlat's shape, and near misses
+		`{"device_id":"dev-000123","seq":4567,"temp":-21.5e-1,"fw":"1.4.2"}`, `{"abcdefghijklmnop":"qrstuvwxyz0123456789"}`,
+		`{"a":1,"b":}`, `{"a":01}`, `{"a":"x}`, `{"a":"x"`, `{"a""b"}`, `{"a":1 }`, `{"a":1,}`, `{"a":-}`, `{"a":1}}`,
+		`{"abcdefgh":"ijklmnop\"q"}`, `{"abcdefgh":"ijklmnop\q"}`, "{\"abcdefgh\":\"ijkl\x01mnop\"}", "{\"abcdefgh\":\"ijklé\"}",
+		"{\"abcdefgh\":\"ijkl\xffmnop\"}", `{"a":true}`, `{"a":{"b":1}}`, `{"":""}`, `{"a":"b","c":"d"`,
 	}
 	for _, d := range docs {
 		want := json.Valid([]byte(d)) && utf8.ValidString(d)
@@ -193,7 +198,7 @@ func TestValidJSON(t *testing.T) {
 }
 
 func FuzzValidJSON(f *testing.F) {
-	for _, s := range []string{`{"a":[1,"x",null,true]}`, `[1.5e3,-0]`, `"\u00e9"`, `{"a":}`} {
+	for _, s := range []string{`{"a":[1,"x",null,true]}`, `[1.5e3,-0]`, `"\u00e9"`, `{"a":}`, `{"device_id":"dev-000123","seq":4567,"temp":21.5}`, `{"abcdefgh":"ijklmnop","q":-1}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -1,6 +1,9 @@
 package wasm
 
-import "unicode/utf8"
+import (
+	"math/bits"
+	"unicode/utf8"
+)
 
 // validJSON reports whether b is exactly one JSON value (RFC 8259) with
 // optional surrounding whitespace, nested at most maxDepth deep, whose
@@ -8,6 +11,9 @@ import "unicode/utf8"
 // encoding/json.Valid, which matters on the per-record path, and stricter
 // (encoding/json accepts invalid UTF-8 in strings).
 func validJSON(b []byte) bool {
+	if validFlat(b) {
+		return true
+	}
 	var stackBuf [64]byte
 	stack := stackBuf[:0] // '{' or '[' per open container
 	i := ws(b, 0)
@@ -215,4 +221,87 @@ func scanNumber(b []byte, i int) int {
 		}
 	}
 	return i
+}
+
+// validFlat reports whether b is a compact object of plain strings (ASCII,
+// no escapes) and numbers, the shape of most records, checked in one
+// straight pass. False means only that validJSON must look closer.
+func validFlat(b []byte) bool {
+	n := len(b)
+	if n < 2 || b[0] != '{' || b[n-1] != '}' {
+		return false
+	}
+	if n == 2 {
+		return true
+	}
+	i := 1
+	for {
+		if b[i] != '"' {
+			return false
+		}
+		if i = plainString(b, i+1); i < 0 || i >= n || b[i] != ':' {
+			return false
+		}
+		if i++; i >= n {
+			return false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			i = plainString(b, i+1)
+		case c == '-' || c >= '0' && c <= '9':
+			i = scanNumber(b, i)
+		default:
+			return false
+		}
+		if i < 0 || i >= n {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			if i++; i >= n {
+				return false
+			}
+		case '}':
+			return i == n-1
+		default:
+			return false
+		}
+	}
+}
+
+// Bytes broadcast to a word, for plainString.
+const (
+	lsb   = 0x0101010101010101
+	msb   = 0x8080808080808080
+	quote = lsb * '"'
+	bslsh = lsb * '\\'
+	space = lsb * 0x20
+)
+
+// plainString returns the index past the quote that closes the string whose
+// contents start at b[i], or -1 if a byte before it is a backslash, a
+// control character or not ASCII. It reads eight bytes at a time: m flags
+// such bytes and the quote, its lowest set bit the first of them (a
+// subtraction's borrow can flag bytes after it, never before).
+func plainString(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		x := le.Uint64(b[i:])
+		q, e := x^quote, x^bslsh
+		if m := ((q-lsb)&^q | (e-lsb)&^e | (x-space)&^x | x) & msb; m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			if b[i] == '"' {
+				return i + 1
+			}
+			return -1
+		}
+	}
+	for ; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case !plain[c]:
+			return -1
+		}
+	}
+	return -1
 }
