@@ -31,6 +31,15 @@ func put64(b []byte, i int, v uint64) {
 	*(*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), i)) = v
 }
 
+// put16 copies the first 16 bytes of src's array (its capacity is at
+// least 16) to p, with two loads and two stores.
+func put16(p unsafe.Pointer, src []byte) {
+	s := unsafe.Pointer(unsafe.SliceData(src))
+	a, b := load64(s, 0), load64(s, 8)
+	*(*uint64)(p) = a
+	*(*uint64)(unsafe.Add(p, 8)) = b
+}
+
 // get32 loads the little-endian uint32 at p[i] without a bounds check.
 func get32(p unsafe.Pointer, i int) uint32 { return *(*uint32)(unsafe.Add(p, i)) }
 

@@ -29,19 +29,19 @@ type Object struct {
 	err     error   // first failed edit
 
 	keys  uint64        // keyBit of every key (a superset): find's quick "no"
-	names [4]quotedName // names set lately, quoted, at nameSlot(name)
+	names [4]quotedName // names set lately, as members, at nameSlot(name)
 }
 
 type quotedName struct {
 	name   string
-	quoted []byte
+	member []byte // ,"name": (capacity at least 32, for put16)
 	esc    bool
 }
 
-// is reports whether c holds name, quoted. (An empty entry holds none,
+// is reports whether c holds name's member. (An empty entry holds none,
 // not the empty name.)
 func (c *quotedName) is(name string) bool {
-	return len(c.quoted) != 0 && len(c.name) == len(name) && unsafe.StringData(c.name) == unsafe.StringData(name)
+	return len(c.member) != 0 && len(c.name) == len(name) && unsafe.StringData(c.name) == unsafe.StringData(name)
 }
 
 type field struct {
@@ -567,6 +567,9 @@ func (o *Object) All() func(yield func(name string, value []byte) bool) {
 // and adding it at the end otherwise.
 func (o *Object) Set(name string, v Value) {
 	var ok bool
+	if cap(o.vbuf) < 32 {
+		o.vbuf = make([]byte, 0, 64) // room for setEncoded's put16
+	}
 	if v.kind == KindNumber && !v.isI {
 		o.vbuf, ok = appendSimpleFloat(o.vbuf[:0], v.f) // the common float: two calls fewer
 	}
@@ -625,62 +628,88 @@ func (o *Object) setEncoded(name string, val []byte) {
 	}
 	// Add ,"name":val after the last value (or "name":val after the
 	// opening brace), written straight into a gap opened for it. The
-	// common cases are written out here, without calls: a name quoted
-	// before, and a document already copied, with room, ending with the
-	// brace.
-	var q []byte
+	// common case is written out here, without calls past the first
+	// edit's copy of the document: a name set before, a document that ends
+	// with its brace, short strings and room to spare.
+	var m []byte // ,"name":
 	var esc bool
 	if c := &o.names[nameSlot(name)]; c.is(name) {
-		q, esc = c.quoted, c.esc
+		m, esc = c.member, c.esc
 	} else {
-		q, esc = o.quoted(name)
+		m, esc = o.member(name)
 	}
 	n := len(o.fields)
-	at, comma := o.open+1, 0
+	at, comma := o.open+1, 1
 	if n > 0 {
-		at, comma = o.fields[n-1].v1, 1
+		at = o.fields[n-1].v1
+	} else {
+		m, comma = m[1:], 0
 	}
-	size := comma + len(q) + 1 + len(val)
+	size := len(m) + len(val)
+	old := len(o.b)
+	buf := o.b
+	if !o.owned {
+		buf = o.own
+	}
 	var b []byte
-	if old := len(o.b); o.owned && old-at == 1 && cap(o.b)-old >= size {
-		b = o.b[:old+size]
-		b[old+size-1] = b[at]
+	if old-at == 1 && cap(buf)-old >= size+16 && len(m) <= 16 && cap(m) >= 16 {
+		tail := o.b[at]
+		b = buf[:old+size]
+		if !o.owned {
+			copy(b, o.b[:at])
+			o.owned = true
+		}
+		// Each string is written 16 bytes at a time, over what comes
+		// after it; the brace comes last.
+		p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), at)
+		put16(p, m)
+		v := unsafe.Add(p, len(m))
+		switch {
+		case len(val) <= 16 && cap(val) >= 16:
+			put16(v, val)
+		case len(val) <= 16:
+			for i, c := range val {
+				*(*byte)(unsafe.Add(v, i)) = c
+			}
+		default:
+			copy(b[at+len(m):], val)
+		}
+		b[old+size-1] = tail
 		o.b, o.own, o.edited = b, b, true
 	} else {
 		b = o.gap(at, at, size, n)
+		move(b[at:], m)
+		move(b[at+len(m):], val)
 	}
-	if comma != 0 {
-		b[at] = ','
-	}
-	k0 := at + comma
-	move(b[k0:], q)
-	v0 := k0 + len(q) + 1
-	b[v0-1] = ':'
-	move(b[v0:], val)
+	v0 := at + len(m)
 	if n < cap(o.fields) {
 		o.fields = o.fields[:n+1]
 	} else {
 		o.fields = append(o.fields, field{})
 	}
 	f := &o.fields[n]
-	f.k0, f.k1, f.v0, f.v1, f.esc = k0+1, v0-2, v0, v0+len(val), esc
+	f.k0, f.k1, f.v0, f.v1, f.esc = at+comma+1, v0-2, v0, v0+len(val), esc
 	if len(name) > 0 {
 		o.keys |= keyBit(name[0], len(name))
 	}
 }
 
-// quoted returns name as a JSON string, and whether its key compares
-// through AppendUnquote (hasEscape). The last few names are kept, each at
-// its nameSlot: a transform sets the same few names on every record. (A
-// cached name is kept alive by the cache, so its address identifies it.)
-func (o *Object) quoted(name string) ([]byte, bool) {
+// member returns ,"name": (name as a JSON string between a comma and a
+// colon), and whether its key compares through AppendUnquote (hasEscape).
+// The last few names are kept, each at its nameSlot: a transform sets the
+// same few names on every record. (A cached name is kept alive by the
+// cache, so its address identifies it.)
+func (o *Object) member(name string) ([]byte, bool) {
 	c := &o.names[nameSlot(name)]
 	if !c.is(name) {
 		c.name = name
-		c.quoted = AppendQuote(c.quoted[:0], name)
+		if cap(c.member) < 32 {
+			c.member = make([]byte, 0, 32+len(name))
+		}
+		c.member = append(AppendQuote(append(c.member[:0], ','), name), ':')
 		c.esc = hasEscape(name)
 	}
-	return c.quoted, c.esc
+	return c.member, c.esc
 }
 
 // nameSlot is name's place in Object.names.
