@@ -594,11 +594,7 @@ func (o *Object) failSet(name string, v *Value) {
 // be valid JSON (the host rejects a record whose value is not). raw may
 // alias the object.
 func (o *Object) SetRaw(name string, raw []byte) {
-	if len(raw) > 0 && (aliases(raw, o.b) || aliases(raw, o.own)) {
-		o.vbuf = append(o.vbuf[:0], raw...)
-		raw = o.vbuf
-	}
-	o.setEncoded(name, raw)
+	o.setEncoded(name, raw) // inlines: setEncoded copies raw if it aliases o
 }
 
 // aliases reports whether a starts within b's capacity.
@@ -607,7 +603,12 @@ func aliases(a, b []byte) bool {
 	return pa >= pb && pa < pb+uintptr(cap(b))
 }
 
+// setEncoded sets the field called name to val, JSON; val may alias o.
 func (o *Object) setEncoded(name string, val []byte) {
+	if len(val) > 0 && (aliases(val, o.b) || aliases(val, o.own)) {
+		o.vbuf = append(o.vbuf[:0], val...)
+		val = o.vbuf
+	}
 	if !o.indexed && !o.indexFast() {
 		o.indexSlow()
 	}

@@ -188,7 +188,9 @@ func TestObjectEditsMatchModel(t *testing.T) {
 func emitValue(o *Object) []byte {
 	r := Record{Object: *o}
 	r.raw = encodeBatch(string(o.b))[4:]
-	out := r.appendTo(nil, 0)
+	var o2 Output
+	o2.emit(&r)
+	out := o2.buf
 	n := binary.LittleEndian.Uint32(out[8:])
 	return out[12 : 12+n]
 }

@@ -143,55 +143,6 @@ func (r *Record) decodeHeaders() {
 	}
 }
 
-// appendTo appends r's output entry (ABI: index, status 0, record) for
-// input idx to b.
-func (r *Record) appendTo(b []byte, idx uint32) []byte {
-	if !r.meta {
-		// Key, destination and headers as they came: copy the input's
-		// encoding after the value. An unedited record is one copy.
-		raw, v := r.raw, r.b
-		rest := raw[4+int(get32(unsafe.Pointer(unsafe.SliceData(raw)), 0)):]
-		if !r.edited {
-			v, rest = nil, raw
-		}
-		n := len(b)
-		need := 8 + len(rest)
-		if v != nil {
-			need += 4 + len(v)
-		}
-		b = grow(b, need)[:n+need]
-		put64(b, n, uint64(idx)) // index, then status 0
-		n += 8
-		if v != nil {
-			put32(b, n, uint32(len(v)))
-			copy(b[n+4:], v)
-			n += 4 + len(v)
-		}
-		if len(rest) == 12 { // after an edit: no key, dest or headers
-			rp := unsafe.Pointer(unsafe.SliceData(rest))
-			put64(b, n, load64(rp, 0))
-			put32(b, n+8, get32(rp, 8))
-		} else {
-			move(b[n:], rest)
-		}
-		return b
-	}
-	b = binary.LittleEndian.AppendUint32(b, idx)
-	b = binary.LittleEndian.AppendUint32(b, 0)
-	b = appendBytes(b, r.b)
-	b = appendBytes(b, r.key)
-	b = appendBytes(b, r.dest)
-	if !r.hdecoded {
-		return append(b, r.hraw...)
-	}
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.headers)))
-	for _, h := range r.headers {
-		b = appendBytes(b, h.Key)
-		b = appendBytes(b, h.Value)
-	}
-	return b
-}
-
 // Output collects the records a handler emits for its input.
 type Output struct {
 	buf     []byte
@@ -209,6 +160,7 @@ func (o *Output) Emit(r *Record) {
 	o.emit(r) // Emit inlines into the handler: one call, not two
 }
 
+// emit appends r's output entry (ABI: index, status 0, record) to o.buf.
 func (o *Output) emit(r *Record) {
 	if r.err != nil {
 		if o.err == nil {
@@ -216,9 +168,60 @@ func (o *Output) emit(r *Record) {
 		}
 		return
 	}
-	o.buf = r.appendTo(o.buf, o.idx)
 	o.n++
 	o.emitted++
+	if r.meta {
+		o.buf = r.appendMeta(o.buf, o.idx)
+		return
+	}
+	// Key, destination and headers as they came: copy the input's
+	// encoding after the value. An unedited record is one copy.
+	raw, v := r.raw, r.b
+	rest := raw[4+int(get32(unsafe.Pointer(unsafe.SliceData(raw)), 0)):]
+	if !r.edited {
+		v, rest = nil, raw
+	}
+	b := o.buf
+	n := len(b)
+	need := 8 + len(rest)
+	if v != nil {
+		need += 4 + len(v)
+	}
+	b = grow(b, need)[:n+need]
+	put64(b, n, uint64(o.idx)) // index, then status 0
+	n += 8
+	if v != nil {
+		put32(b, n, uint32(len(v)))
+		copy(b[n+4:], v)
+		n += 4 + len(v)
+	}
+	if len(rest) == 12 { // after an edit: no key, dest or headers
+		rp := unsafe.Pointer(unsafe.SliceData(rest))
+		put64(b, n, load64(rp, 0))
+		put32(b, n+8, get32(rp, 8))
+	} else {
+		move(b[n:], rest)
+	}
+	o.buf = b
+}
+
+// appendMeta appends the output entry of r, whose key, destination or
+// headers were set, for input idx to b.
+func (r *Record) appendMeta(b []byte, idx uint32) []byte {
+	b = binary.LittleEndian.AppendUint32(b, idx)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = appendBytes(b, r.b)
+	b = appendBytes(b, r.key)
+	b = appendBytes(b, r.dest)
+	if !r.hdecoded {
+		return append(b, r.hraw...)
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(r.headers)))
+	for _, h := range r.headers {
+		b = appendBytes(b, h.Key)
+		b = appendBytes(b, h.Value)
+	}
+	return b
 }
 
 // Emitted returns how many records were emitted for the current input.
