@@ -472,10 +472,11 @@ func appendSimpleFloat(dst []byte, f float64) ([]byte, bool) {
 	}
 	// The digits of m, least significant first, with a point after the
 	// p decimals and at least one digit before it (5 at p=2 is 0.05),
-	// written from the end of buf; then one copy.
+	// written from the middle of buf backwards; then one copy of 16 bytes
+	// (what lies past the number in dst is overwritten or cut off).
 	n := uint64(m)
-	var buf [16]byte
-	i := len(buf)
+	var buf [32]byte
+	i := 16
 	for range p {
 		i--
 		buf[i] = byte('0' + n%10)
@@ -498,9 +499,9 @@ func appendSimpleFloat(dst []byte, f float64) ([]byte, bool) {
 		buf[i] = '-'
 	}
 	k := len(dst)
-	dst = grow(dst, len(buf)-i)[:k+len(buf)-i]
-	move(dst[k:], buf[i:])
-	return dst, true
+	dst = grow(dst, 16)
+	put16(unsafe.Add(unsafe.Pointer(unsafe.SliceData(dst)), k), buf[i:])
+	return dst[:k+16-i], true
 }
 
 // Elements yields the elements of the raw JSON array v, each as raw JSON.

@@ -604,23 +604,76 @@ func aliases(a, b []byte) bool {
 }
 
 // setEncoded sets the field called name to val, JSON; val may alias o.
+//
+// The common edit, a field the record does not have, appended to a
+// compact object already indexed, is written out here with no call past
+// the first edit's copy of the document: a small function, whose values
+// wazero keeps in registers. Anything else goes to setSlow.
 func (o *Object) setEncoded(name string, val []byte) {
+	if !o.indexed && !o.indexFast() || !o.isObj || len(name) == 0 || o.keys&keyBit(name[0], len(name)) != 0 {
+		o.setSlow(name, val) // not indexed the fast way, or name may be there
+		return
+	}
+	c := &o.names[nameSlot(name)]
+	n := len(o.fields)
+	if !c.is(name) || n == 0 || n == cap(o.fields) || len(val) > 16 {
+		o.setSlow(name, val)
+		return
+	}
+	m := c.member // ,"name":
+	at := o.fields[n-1].v1
+	size := len(m) + len(val)
+	old := len(o.b)
+	buf := o.b
+	if !o.owned {
+		buf = o.own
+	}
+	if old-at != 1 || cap(buf)-old < size+16 || len(m) > 16 || cap(m) < 16 ||
+		aliases(val, o.b) || aliases(val, o.own) {
+		o.setSlow(name, val)
+		return
+	}
+	tail := o.b[at]
+	b := buf[:old+size]
+	if !o.owned {
+		copy(b, o.b[:at])
+		o.owned = true
+	}
+	// Each string is written 16 bytes at a time, over what comes after
+	// it; the brace comes last.
+	p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), at)
+	put16(p, m)
+	v := unsafe.Add(p, len(m))
+	if cap(val) >= 16 {
+		put16(v, val)
+	} else {
+		for i, c := range val {
+			*(*byte)(unsafe.Add(v, i)) = c
+		}
+	}
+	b[old+size-1] = tail
+	o.b, o.own, o.edited = b, b, true
+	v0 := at + len(m)
+	o.fields = o.fields[:n+1]
+	f := &o.fields[n]
+	f.k0, f.k1, f.v0, f.v1, f.esc = at+2, v0-2, v0, v0+len(val), c.esc
+	o.keys |= keyBit(name[0], len(name))
+}
+
+// setSlow is setEncoded in every case.
+func (o *Object) setSlow(name string, val []byte) {
 	if len(val) > 0 && (aliases(val, o.b) || aliases(val, o.own)) {
 		o.vbuf = append(o.vbuf[:0], val...)
 		val = o.vbuf
 	}
-	if !o.indexed && !o.indexFast() {
-		o.indexSlow()
+	if !o.indexed {
+		o.index()
 	}
 	if !o.isObj {
 		o.fail(ErrNotObject)
 		return
 	}
-	j := -1
-	if len(name) == 0 || o.keys&keyBit(name[0], len(name)) != 0 {
-		j = o.find(name) // else the keys' hash says name is new: no call
-	}
-	if j >= 0 {
+	if j := o.find(name); j >= 0 {
 		f := &o.fields[j]
 		v0 := f.v0
 		o.splice(v0, f.v1, val, j+1)
@@ -628,17 +681,8 @@ func (o *Object) setEncoded(name string, val []byte) {
 		return
 	}
 	// Add ,"name":val after the last value (or "name":val after the
-	// opening brace), written straight into a gap opened for it. The
-	// common case is written out here, without calls past the first
-	// edit's copy of the document: a name set before, a document that ends
-	// with its brace, short strings and room to spare.
-	var m []byte // ,"name":
-	var esc bool
-	if c := &o.names[nameSlot(name)]; c.is(name) {
-		m, esc = c.member, c.esc
-	} else {
-		m, esc = o.member(name)
-	}
+	// opening brace), written straight into a gap opened for it.
+	m, esc := o.member(name)
 	n := len(o.fields)
 	at, comma := o.open+1, 1
 	if n > 0 {
@@ -646,48 +690,11 @@ func (o *Object) setEncoded(name string, val []byte) {
 	} else {
 		m, comma = m[1:], 0
 	}
-	size := len(m) + len(val)
-	old := len(o.b)
-	buf := o.b
-	if !o.owned {
-		buf = o.own
-	}
-	var b []byte
-	if old-at == 1 && cap(buf)-old >= size+16 && len(m) <= 16 && cap(m) >= 16 {
-		tail := o.b[at]
-		b = buf[:old+size]
-		if !o.owned {
-			copy(b, o.b[:at])
-			o.owned = true
-		}
-		// Each string is written 16 bytes at a time, over what comes
-		// after it; the brace comes last.
-		p := unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), at)
-		put16(p, m)
-		v := unsafe.Add(p, len(m))
-		switch {
-		case len(val) <= 16 && cap(val) >= 16:
-			put16(v, val)
-		case len(val) <= 16:
-			for i, c := range val {
-				*(*byte)(unsafe.Add(v, i)) = c
-			}
-		default:
-			copy(b[at+len(m):], val)
-		}
-		b[old+size-1] = tail
-		o.b, o.own, o.edited = b, b, true
-	} else {
-		b = o.gap(at, at, size, n)
-		move(b[at:], m)
-		move(b[at+len(m):], val)
-	}
+	b := o.gap(at, at, len(m)+len(val), n)
+	move(b[at:], m)
+	move(b[at+len(m):], val)
 	v0 := at + len(m)
-	if n < cap(o.fields) {
-		o.fields = o.fields[:n+1]
-	} else {
-		o.fields = append(o.fields, field{})
-	}
+	o.fields = append(o.fields[:n], field{})
 	f := &o.fields[n]
 	f.k0, f.k1, f.v0, f.v1, f.esc = at+comma+1, v0-2, v0, v0+len(val), esc
 	if len(name) > 0 {
