@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,6 +78,67 @@ func BenchmarkGuests(b *testing.B) {
 		}
 		report(b, len(in), cpu0)
 	})
+}
+
+// BenchmarkEnrichVsNative measures each language's enrich against native
+// Go enrich as a ratio, robustly on a noisy machine: every round times a
+// slice of each, back to back, and the reported x-native is the median of
+// the rounds' ratios (wall clock), with the median ns/record of each.
+//
+//	go test ./plugins/conformance -run '^$' -bench EnrichVsNative -benchtime 200x
+func BenchmarkEnrichVsNative(b *testing.B) {
+	in := make(pipeline.Batch, benchBatchSize)
+	for i := range in {
+		in[i] = pipeline.Record{Value: []byte(benchRecord), ID: pipeline.ID{Device: "dev-000123", Seq: uint64(i)}}
+	}
+	const calls = 8 // per slice
+	for _, lang := range langs {
+		b.Run(lang, func(b *testing.B) {
+			cfg, err := transformConfig(module(lang, "enrich"), `{"site":"lab-1"}`)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tr, err := wasm.New(context.Background(), cfg, testEnv())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tr.Close(context.Background())
+			ctx := context.Background()
+			guest := func() {
+				out, failed, err := tr.Process(ctx, in)
+				if err != nil || len(failed) > 0 || len(out) != len(in) {
+					b.Fatalf("Process: %d out, %v failed, %v", len(out), failed, err)
+				}
+			}
+			native := func() {
+				if out := nativeEnrich(in, "site", `"lab-1"`); len(out) != len(in) {
+					b.Fatal("lost records")
+				}
+			}
+			slice := func(f func()) float64 {
+				t0 := time.Now()
+				for range calls {
+					f()
+				}
+				return float64(time.Since(t0).Nanoseconds()) / float64(calls*len(in))
+			}
+			guest() // warm up
+			var g, n, r []float64
+			for b.Loop() {
+				gt, nt := slice(guest), slice(native)
+				g, n, r = append(g, gt), append(n, nt), append(r, gt/nt)
+			}
+			b.ReportMetric(median(r), "x-native")
+			b.ReportMetric(median(g), "ns/record")
+			b.ReportMetric(median(n), "native-ns/record")
+		})
+	}
+}
+
+func median(x []float64) float64 {
+	s := slices.Clone(x)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // report adds ns/record (wall clock) and cpu-ns/record (CPU time of the
