@@ -4,6 +4,7 @@ package file
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,10 +48,12 @@ var _ pipeline.Sink = (*Sink)(nil)
 
 // Sink appends JSON lines.
 type Sink struct {
-	cfg Config
-	mu  sync.Mutex
-	f   *os.File
-	w   *bufio.Writer
+	cfg  Config
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	out  io.Writer // what w writes to
+	size int64     // the file's length after the last whole batch
 }
 
 // New opens the file for appending (creating it) or uses stdout.
@@ -58,24 +61,59 @@ func New(_ context.Context, cfg Config, env pipeline.Env) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Sink{cfg: cfg}
 	if cfg.Path == "-" {
-		s.w = bufio.NewWriter(os.Stdout)
-		return s, nil
+		return &Sink{cfg: cfg, out: os.Stdout, w: bufio.NewWriter(os.Stdout)}, nil
 	}
 	path := pipeline.Resolve(env.Dir, cfg.Path)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("file: open %s: %w", path, err)
 	}
-	s.f = f
-	s.w = bufio.NewWriter(f)
-	return s, nil
+	size, torn, err := cutTornLine(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file: %s: %w", path, err)
+	}
+	if torn > 0 && env.Logger != nil {
+		env.Logger.Warn("file sink: dropped the end of a line cut short by a crash (its batch was never acknowledged, and is sent again)",
+			"path", path, "bytes", torn)
+	}
+	return &Sink{cfg: cfg, f: f, out: f, w: bufio.NewWriter(f), size: size}, nil
+}
+
+// cutTornLine truncates f after its last newline: bytes after it are a
+// line that a crash cut short (a batch is written in several writes, and
+// acknowledged only once all of them and the fsync are done). It returns
+// f's new length and how many bytes it cut.
+func cutTornLine(f *os.File) (size, cut int64, err error) {
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, 0, err
+	}
+	var buf [4096]byte
+	for size = end; size > 0; {
+		n := min(size, int64(len(buf)))
+		if _, err := f.ReadAt(buf[:n], size-n); err != nil {
+			return 0, 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			size = size - n + int64(i) + 1
+			break
+		}
+		size -= n
+	}
+	if size == end {
+		return size, 0, nil
+	}
+	if err := f.Truncate(size); err != nil {
+		return 0, 0, err
+	}
+	return size, end - size, f.Sync()
 }
 
 // NewWriter returns a sink that writes to w, for tests and tools.
 func NewWriter(w io.Writer, metadata bool) *Sink {
-	return &Sink{cfg: Config{Path: "-", Metadata: metadata}, w: bufio.NewWriter(w)}
+	return &Sink{cfg: Config{Path: "-", Metadata: metadata}, out: w, w: bufio.NewWriter(w)}
 }
 
 // Write appends one line per record and flushes (and fsyncs files).
@@ -90,12 +128,28 @@ func (s *Sink) Write(_ context.Context, b pipeline.Batch) error {
 		}
 		s.w.WriteByte('\n')
 	}
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("file: write %s: %w", s.cfg.Path, err)
+	err := s.w.Flush()
+	if err != nil {
+		err = fmt.Errorf("file: write %s: %w", s.cfg.Path, err)
+	} else if s.f != nil && *s.cfg.Sync {
+		if err = s.f.Sync(); err != nil {
+			err = fmt.Errorf("file: fsync %s: %w", s.cfg.Path, err)
+		}
 	}
-	if s.f != nil && *s.cfg.Sync {
-		if err := s.f.Sync(); err != nil {
-			return fmt.Errorf("file: fsync %s: %w", s.cfg.Path, err)
+	if err != nil {
+		// The batch fails and is retried: start it again from a clean
+		// end, without the part of it that was written.
+		s.w.Reset(s.out)
+		if s.f != nil {
+			if terr := s.f.Truncate(s.size); terr != nil {
+				err = fmt.Errorf("%w (and cutting the partial batch: %v)", err, terr)
+			}
+		}
+		return err
+	}
+	if s.f != nil {
+		if s.size, err = s.f.Seek(0, io.SeekCurrent); err != nil {
+			return fmt.Errorf("file: %s: %w", s.cfg.Path, err)
 		}
 	}
 	return nil
