@@ -120,13 +120,15 @@ func NewWriter(w io.Writer, metadata bool) *Sink {
 func (s *Sink) Write(_ context.Context, b pipeline.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var n int64 // bytes of the batch
 	for _, r := range b {
+		v := r.Value
 		if s.cfg.Metadata {
-			s.w.Write(Wrap(r))
-		} else {
-			s.w.Write(r.Value)
+			v = Wrap(r)
 		}
+		s.w.Write(v)
 		s.w.WriteByte('\n')
+		n += int64(len(v)) + 1
 	}
 	err := s.w.Flush()
 	if err != nil {
@@ -147,11 +149,7 @@ func (s *Sink) Write(_ context.Context, b pipeline.Batch) error {
 		}
 		return err
 	}
-	if s.f != nil {
-		if s.size, err = s.f.Seek(0, io.SeekCurrent); err != nil {
-			return fmt.Errorf("file: %s: %w", s.cfg.Path, err)
-		}
-	}
+	s.size += n
 	return nil
 }
 

@@ -43,8 +43,12 @@ func TestTornLineCut(t *testing.T) {
 		if err := s.Write(context.Background(), batch(`{"c":3}`)); err != nil {
 			t.Fatal(err)
 		}
+		size := s.size // where a failed batch would be cut back to
 		s.Close(context.Background())
 		got, _ := os.ReadFile(path)
+		if size != int64(len(got)) {
+			t.Errorf("before %.40q: the sink counts %d bytes, the file has %d", tc.before, size, len(got))
+		}
 		if want := tc.want + `{"c":3}` + "\n"; string(got) != want {
 			t.Errorf("before %.40q: got %.60q, want %.60q", tc.before, got, want)
 		}
