@@ -29,10 +29,11 @@ type Object struct {
 	err     error   // first failed edit
 
 	keys  uint64        // keyBit of every key (a superset): find's quick "no"
-	names [4]quotedName // names set lately, as members, at nameSlot(name)
+	names [4]cachedMember // names set lately, as members, at nameSlot(name)
 }
 
-type quotedName struct {
+// cachedMember is a name set lately, with its member ,"name":.
+type cachedMember struct {
 	name   string
 	member []byte // ,"name": (capacity at least 32, for put16)
 	esc    bool
@@ -40,7 +41,7 @@ type quotedName struct {
 
 // is reports whether c holds name's member. (An empty entry holds none,
 // not the empty name.)
-func (c *quotedName) is(name string) bool {
+func (c *cachedMember) is(name string) bool {
 	return len(c.member) != 0 && len(c.name) == len(name) && unsafe.StringData(c.name) == unsafe.StringData(name)
 }
 
