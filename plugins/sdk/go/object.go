@@ -28,7 +28,7 @@ type Object struct {
 	tbuf    []byte  // unquoted strings
 	err     error   // first failed edit
 
-	keys  uint64        // keyBit of every key (a superset): find's quick "no"
+	keys  uint64          // keyBit of every key (a superset): find's quick "no"
 	names [4]cachedMember // names set lately, as members, at nameSlot(name)
 }
 
